@@ -499,9 +499,13 @@ static int imds_token(const char *base, char **token, char *reason, size_t len)
 	}
 	wipe_free(*token);
 	*token = NULL;
-	if (env_is_true("ALIBABA_CLOUD_IMDSV1_DISABLED"))
+	if (env_is_true("ALIBABA_CLOUD_IMDSV1_DISABLED")) {
+		char cause[REASON_MAX];
+
+		snprintf(cause, sizeof(cause), "%s", rc ? reason : "empty answer");
 		return fail(reason, len, rc ? rc : -EIO,
-			    "no IMDSv2 token and ALIBABA_CLOUD_IMDSV1_DISABLED=true");
+			    "no IMDSv2 token (%s) and ALIBABA_CLOUD_IMDSV1_DISABLED=true", cause);
+	}
 	log_debug("credentials: no IMDSv2 token, falling back to IMDSv1");
 	return 0;
 }

@@ -70,7 +70,9 @@ static const char *json_str(const json_t *obj, const char *key)
  * SecurityToken: keep only what precedes it. */
 static void strip_signing_echo(char *message)
 {
-	static const char *const markers[] = {"string to sign", "stringtosign", "canonical"};
+	static const char *const markers[] = {"server string to sign", "string to sign",
+					      "stringtosign", "canonical"};
+	size_t n;
 
 	for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
 		char *at = strcasestr(message, markers[i]);
@@ -78,6 +80,9 @@ static void strip_signing_echo(char *message)
 		if (at)
 			*at = '\0';
 	}
+	n = strlen(message);
+	while (n > 0 && (message[n - 1] == ' ' || message[n - 1] == ':'))
+		message[--n] = '\0';
 }
 
 static const char *first_of(const json_t *obj, const char *a, const char *b)
@@ -868,7 +873,8 @@ static enum http_verdict classify_answer(void *ctx, int attempt, const struct ht
 			copy_clean(err->request_id, sizeof(err->request_id), resp->request_id);
 	}
 	log_debug("ebs: %s region=%s attempt=%d http=%ld code=%s request_id=%s ms=%lld",
-		  call->action, call->region, attempt, resp->status, err->code,
+		  call->action, call->region, attempt, resp->status,
+		  err->code[0] ? err->code : "OK",
 		  err->request_id[0] ? err->request_id : resp->request_id,
 		  (long long)(http_now_ms() - call->started_ms));
 	if (starts(err->code, "InvalidSecurityToken.Expired") && !call->creds_refreshed &&

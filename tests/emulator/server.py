@@ -340,10 +340,19 @@ def op_describe_regions(st, params, ctx, now):
         regions.append({
             "RegionId": r, "LocalName": zh if lang == "zh-CN" else en,
             "RegionEndpoint": "ebs.%s.aliyuncs.com" % r,
-            "Zones": [{"ZoneId": z, "LocalName": z, "ResourceTypes": list(types)}
-                      for z in region_zones(r)],
+            "Zones": [{"ZoneId": z, "LocalName": _zone_name(zh, en, z, lang),
+                       "ResourceTypes": list(types)} for z in region_zones(r)],
         })
     return {"Regions": regions}
+
+
+def _zone_name(zh, en, zone, lang):
+    letter = zone.rsplit("-", 1)[-1].upper()
+    if lang == "zh-CN":
+        city = zh.split("（")[-1].rstrip("）")
+        return "%s 可用区%s" % (city, letter)
+    city = en.split("(")[-1].rstrip(")")
+    return "%s Zone %s" % (city, letter)
 
 
 def op_describe_pairs(st, params, ctx, now):
@@ -950,7 +959,8 @@ class Handler(BaseHTTPRequestHandler):
                 e = ApiError("SignatureDoesNotMatch",
                              "Specified signature is not matched with our calculation. "
                              "server string to sign is:" + sts)
-                e.debug = {"canonical_request": cr}
+                e.debug = {"canonical_request": re.sub(
+                    r"(?m)^(x-acs-security-token:).*$", r"\1***", cr)}
                 raise e
 
         token = self.headers.get("x-acs-security-token")

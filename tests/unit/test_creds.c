@@ -417,6 +417,11 @@ static char *write_file(const char *relative, const char *content, mode_t mode)
 	return path;
 }
 
+static void put_file(const char *relative, const char *content, mode_t mode)
+{
+	free(write_file(relative, content, mode));
+}
+
 struct opened {
 	int rc;
 	struct creds_chain *chain;
@@ -501,7 +506,7 @@ static void test_chain_environment(void **state)
 	(void)state;
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "envid", 1);
 	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET, 1);
-	write_file(".aliyun/config.json", cli_json, 0600); /* the environment comes first */
+	put_file(".aliyun/config.json", cli_json, 0600); /* the environment comes first */
 	struct opened o = open_chain(NULL);
 	assert_chain_gives(&o, "environment", "envid", NULL);
 
@@ -523,7 +528,7 @@ static void test_chain_half_environment_is_skipped(void **state)
 static void test_chain_cli_config(void **state)
 {
 	(void)state;
-	write_file(".aliyun/config.json", cli_json, 0600);
+	put_file(".aliyun/config.json", cli_json, 0600);
 	struct opened o = open_chain(NULL);
 	assert_string_equal(o.log, ""); /* private file: no warning */
 	assert_chain_gives(&o, "cli-config:ak", "id1", NULL);
@@ -555,7 +560,7 @@ static void test_chain_cli_config_unsupported_mode_stops(void **state)
 {
 	(void)state;
 	char *path = write_file(".aliyun/config.json", cli_json, 0600);
-	write_file(".alibabacloud/credentials", ini_text, 0600);
+	put_file(".alibabacloud/credentials", ini_text, 0600);
 	struct opened o = open_chain("arn");
 	assert_chain_fails(&o, -EINVAL, "RamRoleArn");
 	assert_non_null(strstr(o.err, path));
@@ -565,12 +570,12 @@ static void test_chain_cli_config_unsupported_mode_stops(void **state)
 static void test_chain_credentials_file(void **state)
 {
 	(void)state;
-	write_file(".alibabacloud/credentials", ini_text, 0600);
+	put_file(".alibabacloud/credentials", ini_text, 0600);
 	struct opened o = open_chain(NULL);
 	assert_chain_gives(&o, "credentials-file:default", "foo", NULL);
 
 	/* A profile the CLI config lacks is looked up in the credentials file. */
-	write_file(".aliyun/config.json", cli_json, 0600);
+	put_file(".aliyun/config.json", cli_json, 0600);
 	o = open_chain("later");
 	assert_chain_gives(&o, "credentials-file:later", "second", NULL);
 
@@ -595,8 +600,8 @@ static void test_chain_credentials_file_override_path(void **state)
 static void test_chain_missing_profile(void **state)
 {
 	(void)state;
-	write_file(".aliyun/config.json", cli_json, 0600);
-	write_file(".alibabacloud/credentials", ini_text, 0600);
+	put_file(".aliyun/config.json", cli_json, 0600);
+	put_file(".alibabacloud/credentials", ini_text, 0600);
 	struct opened o = open_chain("nowhere");
 	assert_chain_fails(&o, -ENOENT, "profile 'nowhere'");
 
@@ -621,7 +626,7 @@ static void assert_role_source(struct opened *o, const char *source)
 static void test_chain_ram_role_sources(void **state)
 {
 	(void)state;
-	write_file(".aliyun/config.json", cli_json, 0600);
+	put_file(".aliyun/config.json", cli_json, 0600);
 	struct opened o = open_chain("role");
 	assert_role_source(&o, "ecs-ram-role:EcsRamRoleTest");
 	o = open_chain("role-auto");
