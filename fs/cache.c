@@ -284,10 +284,10 @@ static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair
 				notify_inode(c, ino_of(e, NODE_STATE, (uint32_t)a));
 		}
 	}
-	if (!old) {
-		/* The name may sit in the kernel as a negative entry. */
+	/* The name may sit in the kernel as a negative entry, but only once a complete sweep
+	 * has answered ENOENT for it. */
+	if (!old && r->complete)
 		notify_entry(c, cache_ino_region(r->index), e->id);
-	}
 	e->rec = rec;
 	ebs_pair_free(old);
 }

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #define API_VERSION	  "2021-07-30"
@@ -576,7 +575,8 @@ static char *endpoint_for(const char *tmpl, const char *region)
 	dst = url;
 	while (*tmpl) {
 		if (strncmp(tmpl, REGION_TOKEN, tlen) == 0) {
-			dst = stpcpy(dst, region);
+			memcpy(dst, region, strlen(region));
+			dst += strlen(region);
 			tmpl += tlen;
 		} else {
 			*dst++ = *tmpl++;
@@ -683,6 +683,7 @@ struct api_call {
 	char host[256];
 	int64_t started_ms;
 	bool creds_refreshed;
+	bool failed_locally; /* err already says why nothing (more) was sent */
 	struct ebs_error *err;
 };
 
@@ -694,6 +695,7 @@ static void add_param(struct api_call *call, const char *key, const char *value)
 static int fail_locally(struct api_call *call, int rc, const char *code, const char *message)
 {
 	set_error(call->err, 0, code, message);
+	call->failed_locally = true;
 	return rc;
 }
 
@@ -912,7 +914,9 @@ static int call_setup(struct api_call *call)
 
 	if (!url)
 		return -ENOMEM;
-	if (http_url_authority(url, call->host, sizeof(call->host), path, sizeof(path)) < 0) {
+	/* Checked again with the real region: the template was only checked with a sample. */
+	if (http_url_allowed(url, NULL, 0) < 0 ||
+	    http_url_authority(url, call->host, sizeof(call->host), path, sizeof(path)) < 0) {
 		free(url);
 		return fail_locally(call, -EINVAL, "InvalidParameter.Endpoint",
 				    "endpoint does not parse for this region");
@@ -940,7 +944,8 @@ static int api_send(struct api_call *call, struct http_response *resp)
 	rc = call_setup(call);
 	if (rc == 0)
 		rc = http_call(call->c->http, &opts, &ops, call, resp);
-	if (rc < 0 && !call->err->code[0])
+	/* The last attempt decides: an earlier attempt's answer may still be in err. */
+	if (rc < 0 && !call->failed_locally)
 		transport_failure(call, rc, resp);
 	if (rc == 0 && !succeeded(resp->status))
 		rc = -ebs_error_errno(call->err);
@@ -1226,13 +1231,20 @@ static bool token_valid(const char *token)
 	return true;
 }
 
-static void copy_request_id(const struct http_response *resp, char *out, size_t len)
+/* An accepted action answers {"RequestId": ...}; anything else leaves its fate unknown. */
+static int parse_action_answer(const struct http_response *resp, char *request_id, size_t len,
+			       struct ebs_error *err)
 {
-	json_t *root = json_loadb(resp->body.data, resp->body.len, 0, NULL);
-	const char *id = json_is_object(root) ? first_of(root, "RequestId", "requestId") : "";
+	json_t *root = load_object(resp->body.data, resp->body.len, err);
+	const char *id;
 
-	copy_clean(out, len, id[0] ? id : resp->request_id);
+	if (!root)
+		return -EIO;
+	id = first_of(root, "RequestId", "requestId");
+	if (request_id && len)
+		copy_clean(request_id, len, id[0] ? id : resp->request_id);
 	json_decref(root);
+	return 0;
 }
 
 static int send_action(struct ebs_client *c, enum ebs_action a, const char *region,
@@ -1249,8 +1261,8 @@ static int send_action(struct ebs_client *c, enum ebs_action a, const char *regi
 	if (a == EBS_REPROTECT)
 		add_param(&call, "ReverseReplicate", "true");
 	rc = api_send(&call, &resp);
-	if (rc == 0 && request_id && request_id_len)
-		copy_request_id(&resp, request_id, request_id_len);
+	if (rc == 0)
+		rc = parse_action_answer(&resp, request_id, request_id_len, err);
 	http_response_free(&resp);
 	return call_finish(&call, rc);
 }

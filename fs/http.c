@@ -116,11 +116,35 @@ static int check_scheme_and_host(CURLU *u, char *err, size_t errlen)
 	return rc;
 }
 
+/* url with each "{region}" of an endpoint template replaced by a region-shaped label (never
+ * longer than the placeholder); malloc'd, NULL when out of memory. */
+static char *fill_placeholders(const char *url)
+{
+	static const char placeholder[] = "{region}", label[] = "region";
+	char *out = malloc(strlen(url) + 1), *dst = out;
+
+	if (!out)
+		return NULL;
+	while (*url) {
+		if (strncmp(url, placeholder, sizeof(placeholder) - 1) == 0) {
+			memcpy(dst, label, sizeof(label) - 1);
+			dst += sizeof(label) - 1;
+			url += sizeof(placeholder) - 1;
+		} else {
+			*dst++ = *url++;
+		}
+	}
+	*dst = '\0';
+	return out;
+}
+
 int http_url_allowed(const char *url, char *err, size_t errlen)
 {
 	CURLU *u;
-	int rc = url_parse(url, &u);
+	char *filled = url ? fill_placeholders(url) : NULL;
+	int rc = url && !filled ? -ENOMEM : url_parse(filled, &u);
 
+	free(filled);
 	if (rc == -EINVAL)
 		return refuse(err, errlen, "malformed URL");
 	if (rc < 0)

@@ -16,7 +16,8 @@ struct http_buf {
 int http_global_init(void);
 void http_global_cleanup(void);
 
-/* 0 if url is https://, or http:// to a loopback host; -EINVAL otherwise (reason in err). */
+/* 0 if url is https://, or http:// to a loopback host; -EINVAL otherwise (reason in err).
+ * An endpoint template's "{region}" placeholders are checked as a region name would be. */
 int http_url_allowed(const char *url, char *err, size_t errlen);
 
 /* One unsigned request without retries (instance metadata, credentials URI). headers is a

@@ -390,11 +390,9 @@ class Model:
         for name, value in rec.items():
             spec = FIELDS.get(name)
             if spec is None:
-                if initial and name == "Site":
+                if name == "Site":
                     continue
-                if initial:
-                    raise ValueError("unknown field %r" % name)
-                continue
+                raise ValueError("unknown field %r" % name)
             slot, kind = spec
             if slot == "id" and not initial:
                 continue

@@ -9,7 +9,6 @@ import base64
 import calendar
 import collections
 import json
-import os
 import random
 import re
 import secrets
@@ -21,13 +20,14 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import signing
 from errors import ApiError, invalid, missing
-from model import (Model, STATUSES, parse_bool, region_info, region_zones)
+from model import STATUSES, parse_bool, region_info, region_zones
 
 EBS_VERSION = "2021-07-30"
 STS_VERSION = "2015-04-01"
@@ -37,14 +37,13 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_HANG = 3600.0              # a "forever" hang still ends after an hour
 MAX_LOG = 100000               # request log entries kept in memory
 JSON_TYPE = "application/json;charset=utf-8"
-IMDS_ROLE = "EcsRamRoleTest"
 
 # Parameters that are not business parameters (not logged as params, not part of the
 # ClientToken fingerprint).
 COMMON_PARAMS = frozenset((
     "Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod",
     "SignatureVersion", "SignatureNonce", "SignatureType", "Timestamp", "SecurityToken",
-    "ClientToken", "RegionId_", "AcceptLanguage_"))
+    "ClientToken"))
 
 FAULT_KINDS = ("http500", "http503", "http504", "throttle", "latency", "hang", "malformed",
                "truncated", "drop", "drop_after_action", "last_token_processing",
@@ -127,7 +126,7 @@ class State:
     def __init__(self, cfg, model):
         self.cfg = cfg
         self.model = model
-        self.lock = threading.Lock()        # model, idempotency cache, AK table, nonces
+        self.lock = threading.RLock()       # model, idempotency cache, AK table, nonces
         self.stats_lock = threading.Lock()  # counters, request log, faults
         self.stopping = threading.Event()
         self.rng = random.Random(cfg.get("seed", 1) * 7919 + 17)
@@ -158,7 +157,7 @@ class State:
         secret = "".join(secrets.choice(_ALNUM) for _ in range(44))
         token = "CAIS" + base64.b64encode(secrets.token_bytes(300)).decode("ascii")
         now = time.time()
-        expires = int(now) + int(ttl)
+        expires = now + int(ttl)
         with self.lock:
             self.add_key(ak, secret, token=token, expires=expires, principal=principal)
             # keep the table bounded: forget STS keys expired for more than a day
@@ -551,6 +550,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):   # silence the default access log
         pass
 
+    def version_string(self):
+        return self.server_version
+
     @property
     def st(self):
         return self.server.state
@@ -613,6 +615,7 @@ class Handler(BaseHTTPRequestHandler):
                        None)
             return
         path = urlsplit(self.path).path
+        self._entry = None
         try:
             if path.startswith("/_admin/") or path == "/_admin":
                 self._admin(method, path, body)
@@ -626,9 +629,21 @@ class Handler(BaseHTTPRequestHandler):
             pass
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
             self.close_connection = True
+        except Exception:   # a bug in the emulator: say so loudly, answer 500, go on
+            traceback.print_exc()
+            self.close_connection = True
+            try:
+                self._send(500, json.dumps({
+                    "RequestId": new_request_id(), "HostId": "ebs.aliyuncs.com",
+                    "Code": "InternalError",
+                    "Message": "emulator bug: %s" % traceback.format_exc(limit=1).strip(),
+                    "Recommend": ""}).encode("utf-8"), None)
+            except (OSError, ValueError):
+                pass
 
     def _send(self, status, body, request_id, headers=(), content_type=JSON_TYPE,
               declared_length=None):
+        self._commit()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length",
@@ -688,7 +703,7 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"t": round(t0, 6), "action": None, "region": None, "params": {},
                  "client_token": None, "status": 0, "code": None, "request_id": rid,
                  "access_key_id": None, "sig": None, "method": method}
-        applied = False
+        self._entry, self._applied = entry, False
         try:
             query = urlsplit(self.path).query
             query_pairs = signing.form_decode(query)
@@ -743,6 +758,7 @@ class Handler(BaseHTTPRequestHandler):
             if applied is None:
                 entry["replay"] = True
                 applied = False
+            self._applied = applied
             out = payload
             if after == "drop_after_action":
                 entry["status"], entry["code"] = 0, "fault:drop_after_action"
@@ -765,8 +781,16 @@ class Handler(BaseHTTPRequestHandler):
                 entry["code"] = d.code
             raise
         finally:
-            entry["ms"] = round((time.time() - t0) * 1000, 3)
-            st.record(entry, applied)
+            self._commit()
+
+    def _commit(self):
+        """Count and log the current request (once), before its answer goes out, so a
+        client that reads the counters right after its answer sees it."""
+        entry = getattr(self, "_entry", None)
+        if entry is not None:
+            self._entry = None
+            entry["ms"] = round((time.time() - entry["t"]) * 1000, 3)
+            self.st.record(entry, self._applied)
 
     def _send_error(self, e, rid, region):
         host = "ebs.%s.aliyuncs.com" % region if region and _REGION_RE.match(region) \
@@ -974,6 +998,7 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"t": round(t0, 6), "action": "IMDS", "region": None,
                  "params": {"path": path, "method": method}, "client_token": None,
                  "status": 0, "code": None, "request_id": None, "access_key_id": None}
+        self._entry, self._applied = entry, False
         try:
             fault = st.take_fault("IMDS")
             if fault is not None:
@@ -991,8 +1016,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry["code"] = d.code
             raise
         finally:
-            entry["ms"] = round((time.time() - t0) * 1000, 3)
-            st.record(entry)
+            self._commit()
 
     def _imds_fault(self, fault, entry):
         kind = fault.kind
@@ -1080,7 +1104,6 @@ class Handler(BaseHTTPRequestHandler):
                    None)
 
     def _admin(self, method, path, body):
-        st = self.st
         q = parse_qs(urlsplit(self.path).query)
         try:
             data = json.loads(body.decode("utf-8")) if body.strip() else {}
@@ -1132,7 +1155,9 @@ class Handler(BaseHTTPRequestHandler):
                 if method == "GET":
                     if p is None:
                         return self._admin_send(404, {"error": "no such pair %s" % pid})
-                    return self._admin_send(200, m.debug_record(p))
+                    if (q.get("debug") or ["0"])[0] not in ("0", ""):
+                        return self._admin_send(200, m.debug_record(p))
+                    return self._admin_send(200, m.record(p))
                 if method == "DELETE":
                     if p is None:
                         return self._admin_send(404, {"error": "no such pair %s" % pid})
@@ -1150,7 +1175,7 @@ class Handler(BaseHTTPRequestHandler):
                             rec["Status"] = data["status"]
                         p = m.pair_from_record(rec)
                         m.add(p)
-                        return self._admin_send(200, m.debug_record(p))
+                        return self._admin_send(200, m.record(p))
                     status = data.get("status", fields.pop("Status", None))
                     msg = fields.pop("StatusMessage", None)
                     m.set_fields(p, fields)
@@ -1159,7 +1184,7 @@ class Handler(BaseHTTPRequestHandler):
                                        now)
                     elif msg is not None:
                         p.status_msg = str(msg)
-                    return self._admin_send(200, m.debug_record(p))
+                    return self._admin_send(200, m.record(p))
         if path == "/_admin/config":
             cfg = st.cfg
             if method == "POST":
@@ -1200,6 +1225,7 @@ class _Handled(Exception):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False
     allow_reuse_address = True
     request_queue_size = 128
 

@@ -187,6 +187,56 @@ static int usage(void)
 	return 2;
 }
 
+static int parse_number(const char *s, double *out)
+{
+	char *end;
+
+	*out = strtod(s, &end);
+	return end != s && *end == '\0' && *out >= 0 ? 0 : -EINVAL;
+}
+
+static int set_option(struct probe *p, int opt, const char *arg)
+{
+	double v = 0;
+
+	if (opt && strchr("trmni", opt) && parse_number(arg, &v) < 0)
+		return -EINVAL;
+	switch (opt) {
+	case 'e':
+		p->cfg.endpoint = arg;
+		return 0;
+	case 's':
+		p->cfg.signature = strcmp(arg, "v1") == 0 ? EBS_SIG_V1 : EBS_SIG_V3;
+		return strcmp(arg, "v1") == 0 || strcmp(arg, "v3") == 0 ? 0 : -EINVAL;
+	case 't':
+		p->cfg.timeout_ms = (int)v;
+		return 0;
+	case 'r':
+		p->cfg.retries = (int)v;
+		return 0;
+	case 'm':
+		p->cfg.max_rps = v;
+		return 0;
+	case 'c':
+		p->cfg.ca_file = arg;
+		return 0;
+	case 'p':
+		p->creds.profile = arg;
+		return 0;
+	case 'd':
+		p->debug = true;
+		return 0;
+	case 'n':
+		p->repeat = (int)v;
+		return 0;
+	case 'i':
+		p->interval_ms = (long)v;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 static int parse_options(int argc, char **argv, struct probe *p)
 {
 	static const struct option longopts[] = {{"endpoint", required_argument, NULL, 'e'},
@@ -202,44 +252,9 @@ static int parse_options(int argc, char **argv, struct probe *p)
 						 {NULL, 0, NULL, 0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'e':
-			p->cfg.endpoint = optarg;
-			break;
-		case 's':
-			if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v3") != 0)
-				return -EINVAL;
-			p->cfg.signature = strcmp(optarg, "v1") == 0 ? EBS_SIG_V1 : EBS_SIG_V3;
-			break;
-		case 't':
-			p->cfg.timeout_ms = atoi(optarg);
-			break;
-		case 'r':
-			p->cfg.retries = atoi(optarg);
-			break;
-		case 'm':
-			p->cfg.max_rps = atof(optarg);
-			break;
-		case 'c':
-			p->cfg.ca_file = optarg;
-			break;
-		case 'p':
-			p->creds.profile = optarg;
-			break;
-		case 'd':
-			p->debug = true;
-			break;
-		case 'n':
-			p->repeat = atoi(optarg);
-			break;
-		case 'i':
-			p->interval_ms = atol(optarg);
-			break;
-		default:
+	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1)
+		if (set_option(p, opt, optarg) < 0)
 			return -EINVAL;
-		}
-	}
 	p->args = argv + optind;
 	p->n_args = argc - optind;
 	return p->n_args > 0 ? 0 : -EINVAL;

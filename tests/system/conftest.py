@@ -5,6 +5,8 @@ unmounted with fusermount3 -u. Traffic goes to 127.0.0.1 only.
 """
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,14 +17,53 @@ import urllib.request
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EMULATOR = os.path.join(ROOT, "tests", "emulator", "ebs_emulator.py")
+EMULATOR_DIR = os.path.join(ROOT, "tests", "emulator")
+EMULATOR = os.path.join(EMULATOR_DIR, "ebs_emulator.py")
 PYTHON = "/usr/bin/python3"
 ACCESS_KEY_ID = "testid"
 ACCESS_KEY_SECRET = "testsecret"
+REGIONS = ("cn-shanghai", "cn-beijing")
+
+# DESIGN.md section 1: the files of a pair directory and of .ebsfs.
+STATE_FILES = (
+    "status", "status_message", "site", "name", "description",
+    "source_disk_id", "source_region", "source_zone_id",
+    "destination_disk_id", "destination_region", "destination_zone_id",
+    "primary_region", "primary_zone", "standby_region", "standby_zone",
+    "rpo", "bandwidth", "last_recover_point", "create_time", "expired_time", "charge_type",
+    "enable_rtc", "replica_group_id", "replica_group_name", "resource_group_id",
+    "tags", "pair.json", "progress")
+CONTROL_FILES = ("reprotect", "failover", "start", "stop")
+META_FILES = ("stats", "refresh", "version")
+
+sys.path.insert(0, EMULATOR_DIR)
+import client as emulator_client  # noqa: E402  (the emulator's own signing client)
+
+# Sanitizer and valgrind reports in a daemon log; any of them fails the test that caused it.
+SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer|"
+                              r"^==\d+== .*[1-9]\d* errors", re.MULTILINE)
 
 
 def build_dir():
     return os.path.abspath(os.environ.get("EBSFS_BUILD_DIR", os.path.join(ROOT, "build")))
+
+
+def wrapper():
+    """EBSFS_WRAPPER, e.g. "valgrind -q --error-exitcode=99": what every ebsfs runs under."""
+    return shlex.split(os.environ.get("EBSFS_WRAPPER", ""))
+
+
+def time_scale():
+    """EBSFS_TIME_SCALE stretches the suite's time bounds for slow builds (valgrind)."""
+    return float(os.environ.get("EBSFS_TIME_SCALE", "1"))
+
+
+def bound(seconds):
+    return seconds * time_scale()
+
+
+def sanitizer_reports(text):
+    return [line for line in text.splitlines() if SANITIZER_REPORT.search(line)]
 
 
 def ebsfs_binary():
@@ -56,7 +97,7 @@ class Emulator:
     """One emulator process on 127.0.0.1 with its admin endpoint."""
 
     def __init__(self, workdir, args):
-        self.workdir = workdir
+        self.workdir = workdir = tempfile.mkdtemp(prefix="emulator-", dir=workdir)
         port_file = os.path.join(workdir, "emulator.port")
         self.log_path = os.path.join(workdir, "emulator.log")
         self.stderr = open(os.path.join(workdir, "emulator.stderr"), "w")
@@ -91,8 +132,10 @@ class Emulator:
     def reset(self):
         self.admin("reset", {})
 
-    def requests(self):
-        return self.admin("requests")
+    def requests(self, action=None):
+        """The request log, or the entries of one action."""
+        log = self.admin("requests")
+        return [e for e in log if action is None or e["action"] == action]
 
     def fault(self, kind, action="*", count=1, arg=None):
         body = {"kind": kind, "action": action, "count": count}
@@ -111,8 +154,44 @@ class Emulator:
         body.update(fields)
         return self.admin("pair", body)
 
+    def delete_pair(self, pair_id):
+        return self.admin("pair?id=" + pair_id, method="DELETE")
+
+    def add_key(self, key_id, secret, denied=False):
+        """Adds an access key, or gives an existing one a new secret (a rotation)."""
+        return self.admin("ak", {"id": key_id, "secret": secret, "denied": denied})
+
     def config(self, **settings):
         return self.admin("config", settings)
+
+    def api(self, action, params):
+        """One signed API call with the test key; returns (HTTP status, JSON body)."""
+        status, _, body = emulator_client.call(self.port, action, params)
+        return status, body
+
+    def source_pairs(self, region, status=None):
+        """Ids of the pairs whose source disk is in region, sorted; with status, each is
+        first forced into it."""
+        ids = sorted(self.view(region, "production"))
+        if status is not None:
+            for pair_id in ids:
+                self.set_pair(pair_id, status=status)
+        return ids
+
+    def view(self, region, site):
+        """Every record of one DescribeDiskReplicaPairs view, by pair id (costs API calls:
+        take it before resetting the counters)."""
+        records, token = {}, None
+        while True:
+            params = {"RegionId": region, "Site": site, "MaxResults": 500}
+            if token:
+                params["NextToken"] = token
+            status, body = self.api("DescribeDiskReplicaPairs", params)
+            assert status == 200, body
+            records.update((r["ReplicaPairId"], r) for r in body["ReplicaPairs"])
+            token = body.get("NextToken")
+            if not token:
+                return records
 
     def stop(self):
         stop_process(self.proc)
@@ -151,36 +230,60 @@ def credentials_env(extra=None):
     return env
 
 
+def ebsfs_command(emulator, mountpoint, options=(), regions=",".join(REGIONS), extra_args=(),
+                  wrap=None, source=None):
+    """The ebsfs command line of a foreground mount against emulator."""
+    opts = []
+    if emulator is not None:
+        opts.append(f"endpoint={emulator.url}")
+    if regions:
+        opts.append(f"regions={regions}")
+    opts.extend(options)
+    cmd = list(wrapper() if wrap is None else wrap) + [ebsfs_binary()]
+    cmd += ([source] if source else []) + [mountpoint, "-f"] + list(extra_args)
+    if opts:
+        cmd += ["-o", ",".join(opts)]
+    return cmd
+
+
+def run_ebsfs(cmd, env=None, timeout=30):
+    """Runs an ebsfs command that is expected to exit by itself (a refused mount)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=bound(timeout),
+                          env=env if env is not None else credentials_env())
+
+
 class Mount:
     """A real ebsfs mount in the foreground (-f), logs captured to a file."""
 
-    def __init__(self, workdir, emulator, options=(), env=None, regions="cn-shanghai,cn-beijing",
-                 wrapper=(), extra_args=()):
+    def __init__(self, workdir, emulator, options=(), env=None, regions=",".join(REGIONS),
+                 wrapper=None, extra_args=(), source=None):
         self.workdir = workdir
         self.mountpoint = tempfile.mkdtemp(prefix="mnt-", dir=workdir)
         self.log_path = os.path.join(workdir, f"ebsfs-{os.path.basename(self.mountpoint)}.log")
-        opts = []
-        if emulator is not None:
-            opts.append(f"endpoint={emulator.url}")
-        if regions:
-            opts.append(f"regions={regions}")
-        opts.extend(options)
-        self.cmd = list(wrapper) + [ebsfs_binary(), self.mountpoint, "-f"] + list(extra_args)
-        if opts:
-            self.cmd += ["-o", ",".join(opts)]
+        self.cmd = ebsfs_command(emulator, self.mountpoint, options, regions, extra_args,
+                                 wrapper, source)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env if env is not None else credentials_env())
         wait_for(lambda: self.proc.poll() is not None or os.path.ismount(self.mountpoint),
-                 timeout=30, what="the mount")
+                 timeout=bound(30), what="the mount")
         if self.proc.poll() is not None:
             raise AssertionError(f"ebsfs exited with {self.proc.returncode}: {self.output()}")
 
     def path(self, *parts):
         return os.path.join(self.mountpoint, *parts)
 
+    def read(self, *parts):
+        with open(self.path(*parts)) as f:
+            return f.read()
+
+    def stats(self):
+        """.ebsfs/stats as a dict of name -> value (str)."""
+        return dict(line.split(" ", 1) for line in self.read(".ebsfs", "stats").splitlines())
+
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
@@ -200,14 +303,17 @@ class Mount:
 def mount_factory(tmp_path):
     mounts = []
 
-    def start(emulator, *options, **kwargs):
-        m = Mount(str(tmp_path), emulator, options, **kwargs)
+    def start(emulator, *options, workdir=None, **kwargs):
+        m = Mount(workdir or str(tmp_path), emulator, options, **kwargs)
         mounts.append(m)
         return m
 
     yield start
     for m in reversed(mounts):
         m.unmount()
+    reports = [f"{m.log_path}: {line}" for m in mounts for line in sanitizer_reports(m.output())]
+    if reports:
+        pytest.fail("sanitizer/valgrind reports in the daemon log:\n" + "\n".join(reports))
 
 
 @pytest.fixture
@@ -219,3 +325,42 @@ def sh(cmd, **kwargs):
     """Runs cmd through /bin/sh as a user would; returns CompletedProcess with text output."""
     return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=120,
                           **kwargs)
+
+
+class Shell:
+    """What a finished shell command left: exit status, output, its PID and how long it took."""
+
+    def __init__(self, cmd, timeout=120):
+        start = time.monotonic()
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as proc:
+            self.pid = proc.pid
+            self.stdout, self.stderr = proc.communicate(timeout=bound(timeout))
+        self.returncode = proc.returncode
+        self.took = time.monotonic() - start
+
+    def __repr__(self):
+        return (f"<exit {self.returncode} after {self.took:.2f}s, stdout {self.stdout!r}, "
+                f"stderr {self.stderr!r}>")
+
+
+def bash(cmd, timeout=120):
+    """Runs cmd through bash. dash (/bin/sh) reports every failed write of its builtins as
+    "I/O error"; bash names the errno, which is what these tests check."""
+    return Shell(["bash", "-c", cmd], timeout)
+
+
+def echo_1(path):
+    """`echo 1 > path`: the whole interface of a control file."""
+    return bash(f"echo 1 > {shlex.quote(path)}")
+
+
+def write_text(path, text):
+    """One write of text to path through the shell's `>` (printf makes one write)."""
+    return bash(f"printf '%s' {shlex.quote(text)} > {shlex.quote(path)}")
+
+
+def assert_fails(result, err):
+    """The command failed and said why with errno err's text."""
+    assert result.returncode != 0, result
+    assert os.strerror(err) in result.stderr, result

@@ -374,10 +374,11 @@ def test_wrong_signature(emu):
     err(send_json(emu.port, "POST", url.replace(SH, BJ), headers), 400,
         "SignatureDoesNotMatch")
     # the host header (with port) is signed
-    err(emu.call("DescribeRegions", {}, host_header="127.0.0.1:1"), 400,
-        "SignatureDoesNotMatch")
+    url, headers, _ = build_request("DescribeRegions", {}, host_header="127.0.0.1:1")
+    headers["host"] = "127.0.0.1:%d" % emu.port
+    err(send_json(emu.port, "POST", url, headers), 400, "SignatureDoesNotMatch")
     c = emu.counters()
-    assert c["by_code"]["DescribeRegions"]["SignatureDoesNotMatch"] == 3
+    assert c["by_code"]["DescribeRegions"]["SignatureDoesNotMatch"] == 4
 
 
 def send_json(port, method, url, headers, body=b""):
@@ -498,6 +499,9 @@ def test_site_views(emu):
     backup = record(emu, BJ, P1, "backup")
     assert prod["Site"] == "production" and backup["Site"] == "backup"
     assert dict(prod, Site=None) == dict(backup, Site=None)
+    assert emu.pair(P1) == prod
+    assert "_emulator" in emu.admin("GET", "/_admin/pair?id=%s&debug=1" % P1)[1]
+    assert emu.set_pair(P1, NoSuchField=1)[0] == 400
     assert record(emu, BJ, P1, "production") is None
     assert record(emu, SH, P1, "backup") is None
     # every pair is in exactly one production view and one backup view
@@ -756,7 +760,7 @@ def test_client_token_idempotency(emu):
     err(emu.call("StopDiskReplicaPair", {"RegionId": BJ, "ReplicaPairId": P1},
                  client_token=token), 400, "IdempotentParameterMismatch")
     c = emu.counters()
-    assert c["calls"]["StopDiskReplicaPair"] == 3
+    assert c["calls"]["StopDiskReplicaPair"] == 3, emu.requests()
     assert c["applied"]["StopDiskReplicaPair"] == 1
     # the same token for another action is independent
     wait_status(emu, P1, "stopped")
@@ -1004,7 +1008,9 @@ def test_admin_counters_and_reset(emu):
             assert k in e
         assert e["access_key_id"] == "testid"
     text = json.dumps(log)
-    assert "testsecret" not in text and "Signature" not in text
+    assert "testsecret" not in text and "Signature=" not in text
+    assert not any(k.startswith("Signature") or k in ("AccessKeyId", "SecurityToken")
+                   for e in log for k in e["params"])
     assert emu.admin("POST", "/_admin/reset")[0] == 200
     assert emu.counters() == {"calls": {}, "by_code": {}, "applied": {}, "total": 0}
     assert emu.requests() == []

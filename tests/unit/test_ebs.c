@@ -6,12 +6,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "ebsfs/creds.h"
 #include "ebsfs/ebs.h"
 #include "ebsfs/http.h"
 
@@ -618,6 +624,261 @@ static void no_credentials_is_eacces_before_any_request(void **state)
 	ebs_client_free(c);
 }
 
+/* ---- The client against a scripted loopback server ------------------------------------------ */
+
+#define MAX_SCRIPT 8
+
+struct server {
+	int fd;
+	int port;
+	const char *replies[MAX_SCRIPT];
+	char requests[MAX_SCRIPT][4096];
+	int served;
+	pthread_t thread;
+};
+
+static void read_request(int fd, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	while (used + 1 < len && !strstr(buf, "\r\n\r\n")) {
+		ssize_t n = recv(fd, buf + used, len - 1 - used, 0);
+
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		buf[used] = '\0';
+	}
+}
+
+/* A reply is a JSON body answered with 200, or "NNN " and the body for another status. */
+static void answer(int fd, const char *reply)
+{
+	bool has_status = reply[0] != '{';
+	const char *body = has_status ? reply + 4 : reply;
+	char head[256];
+
+	snprintf(head, sizeof(head),
+		 "HTTP/1.1 %.3s X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		 "Connection: close\r\n\r\n",
+		 has_status ? reply : "200", strlen(body));
+	(void)send(fd, head, strlen(head), MSG_NOSIGNAL);
+	(void)send(fd, body, strlen(body), MSG_NOSIGNAL);
+}
+
+static void *serve(void *arg)
+{
+	struct server *s = arg;
+
+	for (; s->served < MAX_SCRIPT && s->replies[s->served]; s->served++) {
+		int fd = accept(s->fd, NULL, NULL);
+
+		if (fd < 0)
+			break;
+		read_request(fd, s->requests[s->served], sizeof(s->requests[0]));
+		answer(fd, s->replies[s->served]);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void server_start(struct server *s, const char *const *replies)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+
+	memset(s, 0, sizeof(*s));
+	for (int i = 0; replies[i] && i < MAX_SCRIPT; i++)
+		s->replies[i] = replies[i];
+	s->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(s->fd >= 0);
+	assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(s->fd, 8), 0);
+	assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &len), 0);
+	s->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&s->thread, NULL, serve, s), 0);
+}
+
+static void server_stop(struct server *s)
+{
+	shutdown(s->fd, SHUT_RDWR);
+	pthread_join(s->thread, NULL);
+	close(s->fd);
+}
+
+struct scripted {
+	struct server server;
+	struct creds_chain *chain;
+	struct ebs_client *client;
+};
+
+static void scripted_start(struct scripted *t, const char *const *replies, enum ebs_signature sig)
+{
+	struct creds_options opts = {0};
+	struct ebs_config cfg = {.timeout_ms = 5000, .retries = 1, .signature = sig};
+	char endpoint[64], err[256];
+
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "STS.unit", 1);
+	setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "unit-secret", 1);
+	setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "unit-token", 1);
+	assert_int_equal(creds_chain_open(&opts, &t->chain, err, sizeof(err)), 0);
+	server_start(&t->server, replies);
+	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/", t->server.port);
+	cfg.endpoint = endpoint;
+	cfg.creds = t->chain;
+	assert_int_equal(ebs_client_new(&cfg, &t->client, err, sizeof(err)), 0);
+}
+
+static int scripted_stop(struct scripted *t)
+{
+	ebs_client_free(t->client);
+	creds_chain_close(t->chain);
+	server_stop(&t->server);
+	return t->server.served;
+}
+
+#define EXPIRED "400 {\"Code\":\"InvalidSecurityToken.Expired\",\"RequestId\":\"E\"}"
+#define REGIONS                                                                                    \
+	"{\"RequestId\":\"R\",\"Regions\":[{\"RegionId\":\"cn-b\"},{\"RegionId\":\"cn-a\"}]}"
+
+static void an_expired_token_refreshes_credentials_once(void **state)
+{
+	const char *replies[] = {EXPIRED, REGIONS, NULL};
+	struct scripted t;
+	struct ebs_error err;
+	char **regions = NULL;
+	size_t n = 0;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(ebs_describe_regions(t.client, &regions, &n, &err), 0);
+	assert_int_equal(scripted_stop(&t), 2);
+	assert_int_equal(n, 2);
+	assert_string_equal(regions[0], "cn-a");
+	ebs_strv_free(regions, n);
+}
+
+static void a_token_expired_twice_is_eacces(void **state)
+{
+	const char *replies[] = {EXPIRED, EXPIRED, REGIONS, NULL};
+	struct scripted t;
+	struct ebs_error err;
+	char **regions = NULL;
+	size_t n = 0;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(ebs_describe_regions(t.client, &regions, &n, &err), -EACCES);
+	assert_string_equal(err.code, "InvalidSecurityToken.Expired");
+	assert_string_equal(err.request_id, "E");
+	/* The third reply was never asked for: unblock the server with a throwaway request. */
+	(void)ebs_describe_regions(t.client, &regions, &n, &err);
+	ebs_strv_free(regions, n);
+	scripted_stop(&t);
+}
+
+#define PAGE_A                                                                                     \
+	"{\"NextToken\":\"tok-A\",\"ReplicaPairs\":[{\"ReplicaPairId\":\"p1\"},"                   \
+	"{\"ReplicaPairId\":\"p2\"}]}"
+#define PAGE_LAST "{\"NextToken\":\"\",\"ReplicaPairs\":[{\"ReplicaPairId\":\"p3\"}]}"
+
+static void describe_follows_next_token_to_the_last_page(void **state)
+{
+	const char *replies[] = {PAGE_A, PAGE_LAST, NULL};
+	struct ebs_pair_list l = {0};
+	struct scripted t;
+	struct ebs_error err;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(ebs_describe_pairs(t.client, "cn-a", "backup", NULL, &l, &err), 0);
+	assert_int_equal(scripted_stop(&t), 2);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.items[2]->str[EBS_ID], "p3");
+	assert_non_null(strstr(t.server.requests[0],
+			       "POST /?MaxResults=500&RegionId=cn-a&Site=backup HTTP/1.1"));
+	assert_non_null(strstr(t.server.requests[1], "NextToken=tok-A&RegionId=cn-a"));
+	ebs_pair_list_free(&l);
+}
+
+static void a_repeated_next_token_is_eio_and_appends_nothing(void **state)
+{
+	const char *replies[] = {PAGE_A, PAGE_A, NULL};
+	struct ebs_pair_list l = {0};
+	struct scripted t;
+	struct ebs_error err;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(ebs_describe_pairs(t.client, "cn-a", "production", NULL, &l, &err), -EIO);
+	scripted_stop(&t);
+	assert_string_equal(err.code, "MalformedResponse");
+	assert_int_equal(l.n, 0);
+	ebs_pair_list_free(&l);
+}
+
+static void v3_requests_carry_signed_headers(void **state)
+{
+	const char *replies[] = {"{\"RequestId\":\"ACT-1\"}", NULL};
+	struct scripted t;
+	struct ebs_error err;
+	char rid[80];
+	const char *req;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(
+	    ebs_act(t.client, EBS_REPROTECT, "cn-b", "pair-1", "tok-1", rid, sizeof(rid), &err), 0);
+	scripted_stop(&t);
+	assert_string_equal(rid, "ACT-1");
+	req = t.server.requests[0];
+	assert_non_null(strstr(req, "POST /?ClientToken=tok-1&RegionId=cn-b&ReplicaPairId=pair-1"
+				    "&ReverseReplicate=true HTTP/1.1"));
+	assert_non_null(strstr(req, "x-acs-action: ReprotectDiskReplicaPair\r\n"));
+	assert_non_null(strstr(req, "x-acs-version: 2021-07-30\r\n"));
+	assert_non_null(strstr(req, "x-acs-security-token: unit-token\r\n"));
+	assert_non_null(strstr(req, "x-acs-accesskey-id: STS.unit\r\n"));
+	assert_non_null(strstr(req, "Authorization: ACS3-HMAC-SHA256 Credential=STS.unit,"));
+	assert_non_null(strstr(req, "user-agent: ebsfs/"));
+	assert_non_null(strstr(req, "ost: 127.0.0.1:"));
+	assert_null(strstr(req, "unit-secret"));
+}
+
+static void v1_requests_carry_signed_query_parameters(void **state)
+{
+	const char *replies[] = {
+	    "{\"RequestId\":\"P\",\"Progress\":42,\"RecoverPoint\":1704067200000}", NULL};
+	struct scripted t;
+	struct ebs_error err;
+	int percent = 0;
+	int64_t point = 0;
+	const char *req;
+
+	scripted_start(&t, replies, EBS_SIG_V1);
+	assert_int_equal(ebs_describe_progress(t.client, "cn-a", "pair-1", &percent, &point, &err),
+			 0);
+	scripted_stop(&t);
+	assert_int_equal(percent, 42);
+	assert_int_equal(point, 1704067200);
+	req = t.server.requests[0];
+	assert_non_null(strstr(req, "Action=DescribeDiskReplicaPairProgress&Format=JSON&"));
+	assert_non_null(strstr(req, "&SecurityToken=unit-token&SignatureMethod=HMAC-SHA1&"));
+	assert_non_null(strstr(req, "&Version=2021-07-30&Signature="));
+	assert_null(strstr(req, "Authorization"));
+	assert_null(strstr(req, "unit-secret"));
+}
+
+static void a_progress_answer_without_progress_is_eio(void **state)
+{
+	const char *replies[] = {"{\"RequestId\":\"P\"}", NULL};
+	struct scripted t;
+	struct ebs_error err;
+	int percent;
+	int64_t point;
+
+	scripted_start(&t, replies, EBS_SIG_V3);
+	assert_int_equal(ebs_describe_progress(t.client, "cn-a", "p", &percent, &point, &err),
+			 -EIO);
+	scripted_stop(&t);
+	assert_string_equal(err.code, "MalformedResponse");
+}
+
 static int setup(void **state)
 {
 	return http_global_init();
@@ -659,6 +920,13 @@ int main(void)
 	    cmocka_unit_test(endpoints_are_checked),
 	    cmocka_unit_test(bad_input_makes_no_call),
 	    cmocka_unit_test(no_credentials_is_eacces_before_any_request),
+	    cmocka_unit_test(an_expired_token_refreshes_credentials_once),
+	    cmocka_unit_test(a_token_expired_twice_is_eacces),
+	    cmocka_unit_test(describe_follows_next_token_to_the_last_page),
+	    cmocka_unit_test(a_repeated_next_token_is_eio_and_appends_nothing),
+	    cmocka_unit_test(v3_requests_carry_signed_headers),
+	    cmocka_unit_test(v1_requests_carry_signed_query_parameters),
+	    cmocka_unit_test(a_progress_answer_without_progress_is_eio),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -50,11 +50,16 @@ static void https_and_loopback_http_are_allowed(void **state)
 	assert_allowed("http://LOCALHOST:9000");
 	assert_allowed("http://[::1]");
 	assert_allowed("http://[::1]:8080/");
+	assert_allowed("https://ebs.{region}.aliyuncs.com");
+	assert_allowed("https://ebs-vpc.{region}.aliyuncs.com:443/");
 }
 
 static void everything_else_is_refused(void **state)
 {
 	assert_refused("http://10.0.0.1");
+	assert_refused("http://ebs.{region}.aliyuncs.com");
+	assert_refused("http://{region}");
+	assert_refused("http://127.0.0.1:{region}/");
 	assert_refused("http://10.0.0.1:8080/");
 	assert_refused("http://ebs.cn-shanghai.aliyuncs.com");
 	assert_refused("http://128.0.0.1");
