@@ -14,16 +14,16 @@
 #include "ebsfs/stats.h"
 #include "ebsfs/tree.h"
 
-#define ATTR_MAX 32
+#define ATTR_MAX   32
 #define CHUNK_BITS 12
 #define CHUNK_SIZE (1u << CHUNK_BITS)
-#define N_CHUNKS (TREE_MAX_SLOTS / CHUNK_SIZE)
+#define N_CHUNKS   (TREE_MAX_SLOTS / CHUNK_SIZE)
 /* A reader of an expired region waits this long for the refresh before it is served the
  * previous value: long enough for a healthy API, short enough that a hung one is not felt. */
 #define STALE_WAIT_MS 1000
 /* After a failed sweep, readers are served stale values without waiting for this long. */
 #define FAILED_RETRY_MS 2000
-#define WAIT_MARGIN_MS 1000
+#define WAIT_MARGIN_MS	1000
 
 struct outcome {
 	char *line;
@@ -31,11 +31,11 @@ struct outcome {
 };
 
 struct pair_entry {
-	struct ebs_pair *rec;     /* NULL while the pair is not in the region */
+	struct ebs_pair *rec;	  /* NULL while the pair is not in the region */
 	struct outcome *outcomes; /* EBS_ACTION_COUNT of them, allocated on the first write */
 	uint32_t slot;
 	uint32_t region;
-	uint32_t seen;        /* sweep generation that last returned the pair */
+	uint32_t seen;	      /* sweep generation that last returned the pair */
 	uint32_t progress_at; /* monotonic seconds of the last progress fetch */
 	int16_t progress;     /* -1: never fetched */
 	bool progress_busy;
@@ -140,7 +140,7 @@ static struct pair_entry *entry_at(struct cache *c, uint32_t slot)
 	if (slot >= TREE_MAX_SLOTS)
 		return NULL;
 	_Atomic(struct pair_entry *) *chunk =
-		atomic_load_explicit(&c->chunks[slot >> CHUNK_BITS], memory_order_acquire);
+	    atomic_load_explicit(&c->chunks[slot >> CHUNK_BITS], memory_order_acquire);
 	if (!chunk)
 		return NULL;
 	return atomic_load_explicit(&chunk[slot & (CHUNK_SIZE - 1)], memory_order_acquire);
@@ -265,8 +265,7 @@ static bool attr_differs(const struct attr_def *a, const struct ebs_pair *x,
 }
 
 /* Installs rec as e's record, stamping and announcing every file whose value changed. */
-static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair *rec,
-			 uint32_t now)
+static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair *rec, uint32_t now)
 {
 	struct cache *c = r->cache;
 	struct ebs_pair *old = e->rec;
@@ -764,8 +763,7 @@ int cache_pair_field(struct cache *c, uint32_t slot, enum ebs_str f, char *buf, 
 	return rc;
 }
 
-static int dup_render(const struct attr_def *a, const struct ebs_pair *p, char **data,
-		      size_t *len)
+static int dup_render(const struct attr_def *a, const struct ebs_pair *p, char **data, size_t *len)
 {
 	char small[512];
 	size_t n = attr_render(a, p, small, sizeof(small));
@@ -1005,7 +1003,7 @@ int cache_refresh_all(struct cache *c)
 /* ---- stats ------------------------------------------------------------------------------ */
 
 static size_t append(char *buf, size_t len, size_t off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static size_t append(char *buf, size_t len, size_t off, const char *fmt, ...)
 {
@@ -1048,8 +1046,8 @@ size_t cache_format_stats(struct cache *c, char *buf, size_t len)
 			     age_s(r->last_ok, now));
 		off = append(buf, len, off, "region.%s.last_sweep_outcome %s\n", p,
 			     r->sweeps_done == 0 ? "none"
-			     : r->last_err   ? r->last_code
-					     : "ok");
+			     : r->last_err	 ? r->last_code
+						 : "ok");
 		off = append(buf, len, off, "region.%s.stale %d\n", p,
 			     r->complete && r->last_err ? 1 : 0);
 		pthread_mutex_unlock(&r->lock);

@@ -14,10 +14,10 @@
 #include "ebsfs/sign.h"
 
 const char *const control_names[EBS_ACTION_COUNT] = {
-	[EBS_REPROTECT] = "reprotect",
-	[EBS_FAILOVER] = "failover",
-	[EBS_START] = "start",
-	[EBS_STOP] = "stop",
+    [EBS_REPROTECT] = "reprotect",
+    [EBS_FAILOVER] = "failover",
+    [EBS_START] = "start",
+    [EBS_STOP] = "stop",
 };
 
 /* Outcomes counted per control file, in the order of DESIGN.md's errno table. */
@@ -103,8 +103,7 @@ static int make_token(char *out, size_t len)
 		return -EIO;
 	hex[12] = '4';
 	hex[16] = "89ab"[hex[16] % 4];
-	snprintf(out, len, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-		 hex + 20);
+	snprintf(out, len, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 	return 0;
 }
 
@@ -266,7 +265,7 @@ size_t control_format_stats(char *buf, size_t len)
 		const char *file = a < EBS_ACTION_COUNT ? control_names[a] : "refresh";
 		for (size_t i = 0; i < N_COUNTED; i++) {
 			unsigned long n =
-				atomic_load_explicit(&write_counts[a][i], memory_order_relaxed);
+			    atomic_load_explicit(&write_counts[a][i], memory_order_relaxed);
 			int w = snprintf(off < len ? buf + off : NULL, off < len ? len - off : 0,
 					 "control_writes_%s_%s %lu\n", file,
 					 errno_name(counted_errnos[i]), n);

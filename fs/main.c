@@ -73,9 +73,9 @@ static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd
 	fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd->clone_fd);
 	/* libfuse 3.14 reports "not given" as UINT_MAX. */
 	fuse_loop_cfg_set_max_threads(cfg, cmd->max_threads > MIN_WORKER_THREADS &&
-							   cmd->max_threads <= MAX_WORKER_THREADS
-						   ? cmd->max_threads
-						   : MIN_WORKER_THREADS);
+						   cmd->max_threads <= MAX_WORKER_THREADS
+					       ? cmd->max_threads
+					       : MIN_WORKER_THREADS);
 	fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
 	rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
@@ -113,15 +113,15 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *cmd,
 		rc = EXIT_MOUNT;
 		goto signals;
 	}
-	log_notice("mounted %s: %s%s, endpoint %s, cache_ttl %d s, timeout %d s",
-		   cmd->mountpoint, o->regions ? "regions " : "regions from DescribeRegions",
+	log_notice("mounted %s: %s%s, endpoint %s, cache_ttl %d s, timeout %d s", cmd->mountpoint,
+		   o->regions ? "regions " : "regions from DescribeRegions",
 		   o->regions ? o->regions[0] : "", fs->endpoint, o->cache_ttl, o->timeout);
 	fuse_daemonize(cmd->foreground);
 	if (run_loop(se, cmd) != 0)
 		rc = EXIT_RUNTIME;
 	fuse_session_unmount(se);
 	log_notice("unmounted %s", cmd->mountpoint);
-signals:
+      signals:
 	fuse_remove_signal_handlers(se);
 destroy:
 	fuse_session_destroy(se);
@@ -144,19 +144,19 @@ static int start(struct fuse_args *args, const struct fuse_cmdline_opts *cmd,
 	}
 	log_info("credentials from %s", creds_source(chain));
 	struct ebs_config cfg = {
-		.endpoint = o->endpoint,
-		.timeout_ms = o->timeout * 1000,
-		.retries = o->retries,
-		.max_rps = o->max_rps,
-		.signature = o->signature,
-		.ca_file = o->ca_file,
-		.creds = chain,
+	    .endpoint = o->endpoint,
+	    .timeout_ms = o->timeout * 1000,
+	    .retries = o->retries,
+	    .max_rps = o->max_rps,
+	    .signature = o->signature,
+	    .ca_file = o->ca_file,
+	    .creds = chain,
 	};
 	struct cache_config ccfg = {
-		.ttl_s = o->cache_ttl,
-		.timeout_ms = o->timeout * 1000,
-		.regions = o->regions,
-		.n_regions = o->n_regions,
+	    .ttl_s = o->cache_ttl,
+	    .timeout_ms = o->timeout * 1000,
+	    .regions = o->regions,
+	    .n_regions = o->n_regions,
 	};
 	rc = EXIT_USAGE;
 	if (ebs_client_new(&cfg, &ebs, err, sizeof(err)) < 0) {

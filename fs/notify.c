@@ -167,7 +167,8 @@ void notifier_inval_inode(struct notifier *n, uint64_t ino)
 		return;
 	pthread_mutex_lock(&n->lock);
 	if (push_locked(n, &j) < 0)
-		log_error("notify: queue full, inode %llu not invalidated", (unsigned long long)ino);
+		log_error("notify: queue full, inode %llu not invalidated",
+			  (unsigned long long)ino);
 	struct watch *w = watch_find(n, ino);
 	if (w) {
 		w->changed = true;

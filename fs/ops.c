@@ -17,7 +17,7 @@
 #include "ebsfs/tree.h"
 
 #define STATS_SNAPSHOT_MS 1000
-#define ID_MAX 128
+#define ID_MAX		  128
 
 static struct ebsfs *fs_of(fuse_req_t req)
 {
@@ -44,7 +44,8 @@ static char *render_stats(struct ebsfs *fs, size_t *len)
 		if (!buf)
 			return NULL;
 		off = stats_format_api(buf, cap);
-		off += control_format_stats(off < cap ? buf + off : NULL, off < cap ? cap - off : 0);
+		off +=
+		    control_format_stats(off < cap ? buf + off : NULL, off < cap ? cap - off : 0);
 		off += cache_format_stats(fs->cache, off < cap ? buf + off : NULL,
 					  off < cap ? cap - off : 0);
 		if (off < cap) {
@@ -459,8 +460,8 @@ static size_t add_entry(fuse_req_t req, struct ebsfs *fs, char *buf, size_t room
 	if (!child) {
 		e.attr.st_ino = self_ino;
 		e.attr.st_mode = S_IFDIR;
-	} else if (plus && !(child->kind == NODE_STATE &&
-			     attr_table[child->file].kind == ATTR_PROGRESS) &&
+	} else if (plus &&
+		   !(child->kind == NODE_STATE && attr_table[child->file].kind == ATTR_PROGRESS) &&
 		   node_attr(fs, child, &e.attr, &timeout) == 0) {
 		e.ino = e.attr.st_ino;
 		e.attr_timeout = timeout;
@@ -470,9 +471,9 @@ static size_t add_entry(fuse_req_t req, struct ebsfs *fs, char *buf, size_t room
 		 * when it is used. */
 		e.attr.st_ino = tree_ino(child);
 		e.attr.st_mode = child->kind == NODE_STATE || child->kind == NODE_CONTROL ||
-						 child->kind == NODE_META_FILE
-					 ? S_IFREG
-					 : S_IFDIR;
+					 child->kind == NODE_META_FILE
+				     ? S_IFREG
+				     : S_IFDIR;
 	}
 	if (plus)
 		return fuse_add_direntry_plus(req, buf, room, name, &e, next);
@@ -497,8 +498,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size_t need;
 
 		if (i < 2) {
-			need = add_entry(req, fs, buf + used, size - used, plus, i ? ".." : ".", NULL,
-					 ino, i + 1);
+			need = add_entry(req, fs, buf + used, size - used, plus, i ? ".." : ".",
+					 NULL, ino, i + 1);
 		} else if (!dir_entry(fs, d, (size_t)(i - 2), name, sizeof(name), &child, &gone)) {
 			break;
 		} else if (gone) {
@@ -566,7 +567,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else if ((size_t)off >= len)
 		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_buf(req, data + off, len - (size_t)off < size ? len - (size_t)off : size);
+		fuse_reply_buf(req, data + off,
+			       len - (size_t)off < size ? len - (size_t)off : size);
 	free(data);
 }
 
@@ -632,8 +634,7 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 
 /* ---- everything that would change the namespace ---------------------------------------- */
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	(void)parent, (void)name, (void)mode, (void)rdev;
 	fuse_reply_err(req, EPERM);
@@ -707,9 +708,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ebsfs *fs = userdata;
 	struct cache_hooks hooks = {
-		.inval_inode = hook_inval_inode,
-		.inval_entry = hook_inval_entry,
-		.ctx = fs,
+	    .inval_inode = hook_inval_inode,
+	    .inval_entry = hook_inval_entry,
+	    .ctx = fs,
 	};
 
 	/* Warm reads cost no upcall: no OPEN/RELEASE, cached pages kept, and dropped when the
@@ -739,27 +740,27 @@ static void op_destroy(void *userdata)
 }
 
 const struct fuse_lowlevel_ops ebsfs_ops = {
-	.init = op_init,
-	.destroy = op_destroy,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_unlink,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.create = op_create,
-	.read = op_read,
-	.write = op_write,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.statfs = op_statfs,
-	.poll = op_poll,
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_unlink,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .create = op_create,
+    .read = op_read,
+    .write = op_write,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .poll = op_poll,
 };

@@ -32,27 +32,27 @@ enum {
 };
 
 static const struct fuse_opt opt_spec[] = {
-	FUSE_OPT_KEY("regions=", KEY_REGIONS),
-	FUSE_OPT_KEY("endpoint=", KEY_ENDPOINT),
-	FUSE_OPT_KEY("cache_ttl=", KEY_CACHE_TTL),
-	FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
-	FUSE_OPT_KEY("retries=", KEY_RETRIES),
-	FUSE_OPT_KEY("max_rps=", KEY_MAX_RPS),
-	FUSE_OPT_KEY("signature=", KEY_SIGNATURE),
-	FUSE_OPT_KEY("profile=", KEY_PROFILE),
-	FUSE_OPT_KEY("ctl_group=", KEY_CTL_GROUP),
-	FUSE_OPT_KEY("ca_file=", KEY_CA_FILE),
-	FUSE_OPT_KEY("access_key_id=", KEY_SECRET),
-	FUSE_OPT_KEY("access_key_secret=", KEY_SECRET),
-	FUSE_OPT_KEY("secret=", KEY_SECRET),
-	FUSE_OPT_KEY("security_token=", KEY_SECRET),
-	FUSE_OPT_KEY("sts_token=", KEY_SECRET),
-	FUSE_OPT_KEY("password=", KEY_SECRET),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_END,
+    FUSE_OPT_KEY("regions=", KEY_REGIONS),
+    FUSE_OPT_KEY("endpoint=", KEY_ENDPOINT),
+    FUSE_OPT_KEY("cache_ttl=", KEY_CACHE_TTL),
+    FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
+    FUSE_OPT_KEY("retries=", KEY_RETRIES),
+    FUSE_OPT_KEY("max_rps=", KEY_MAX_RPS),
+    FUSE_OPT_KEY("signature=", KEY_SIGNATURE),
+    FUSE_OPT_KEY("profile=", KEY_PROFILE),
+    FUSE_OPT_KEY("ctl_group=", KEY_CTL_GROUP),
+    FUSE_OPT_KEY("ca_file=", KEY_CA_FILE),
+    FUSE_OPT_KEY("access_key_id=", KEY_SECRET),
+    FUSE_OPT_KEY("access_key_secret=", KEY_SECRET),
+    FUSE_OPT_KEY("secret=", KEY_SECRET),
+    FUSE_OPT_KEY("security_token=", KEY_SECRET),
+    FUSE_OPT_KEY("sts_token=", KEY_SECRET),
+    FUSE_OPT_KEY("password=", KEY_SECRET),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_END,
 };
 
 struct parse_ctx {
@@ -187,8 +187,8 @@ static int parse_profile(struct parse_ctx *p, const char *value)
 	return set_string(&p->o->profile, value) < 0 ? fail(p, "out of memory") : 0;
 }
 
-static int parse_number(struct parse_ctx *p, const char *name, const char *value, long lo,
-			long hi, int *out)
+static int parse_number(struct parse_ctx *p, const char *name, const char *value, long lo, long hi,
+			int *out)
 {
 	long v;
 
@@ -224,6 +224,9 @@ static int process(void *data, const char *arg, int key, struct fuse_args *outar
 	case KEY_REGIONS:
 		/* fuse_opt splits -o at commas, so "regions=a,b" arrives as "regions=a" and
 		 * "b"; main.c rewrites the list with ':' before parsing. */
+		if (strlen(value) >= sizeof(list))
+			return fail(p, "regions: the list is longer than %zu bytes",
+				    sizeof(list) - 1);
 		snprintf(list, sizeof(list), "%s", value);
 		return parse_regions(p, list) < 0 ? -1 : 0;
 	case KEY_ENDPOINT:
@@ -380,21 +383,22 @@ void opts_free(struct ebsfs_opts *o)
 
 void opts_print_help(FILE *out)
 {
-	fprintf(out,
-		"ebsfs options (-o name=value):\n"
-		"    regions=a,b        regions exposed (default: DescribeRegions on first access)\n"
-		"    endpoint=URL       API endpoint, {region} substituted\n"
-		"                       (default: https://ebs.{region}.aliyuncs.com;\n"
-		"                       http:// only to loopback)\n"
-		"    cache_ttl=S        seconds a describe result stays fresh (default: 5)\n"
-		"    timeout=S          one API call's limit, retries included (default: 10)\n"
-		"    retries=N          attempts for retryable failures (default: 3)\n"
-		"    max_rps=N          API calls per second, all regions together (default: 10)\n"
-		"    signature=v3|v1    ACS3-HMAC-SHA256 or RPC HMAC-SHA1 (default: v3)\n"
-		"    profile=NAME       credential profile (default: ALIBABA_CLOUD_PROFILE, then\n"
-		"                       the configuration's default)\n"
-		"    ctl_group=GROUP    group allowed to write control files (default: none)\n"
-		"    ca_file=PATH       extra CA bundle (default: the system store)\n"
-		"\n"
-		"default_permissions is always on. Secrets are never accepted as options.\n");
+	fprintf(
+	    out,
+	    "ebsfs options (-o name=value):\n"
+	    "    regions=a,b        regions exposed (default: DescribeRegions on first access)\n"
+	    "    endpoint=URL       API endpoint, {region} substituted\n"
+	    "                       (default: https://ebs.{region}.aliyuncs.com;\n"
+	    "                       http:// only to loopback)\n"
+	    "    cache_ttl=S        seconds a describe result stays fresh (default: 5)\n"
+	    "    timeout=S          one API call's limit, retries included (default: 10)\n"
+	    "    retries=N          attempts for retryable failures (default: 3)\n"
+	    "    max_rps=N          API calls per second, all regions together (default: 10)\n"
+	    "    signature=v3|v1    ACS3-HMAC-SHA256 or RPC HMAC-SHA1 (default: v3)\n"
+	    "    profile=NAME       credential profile (default: ALIBABA_CLOUD_PROFILE, then\n"
+	    "                       the configuration's default)\n"
+	    "    ctl_group=GROUP    group allowed to write control files (default: none)\n"
+	    "    ca_file=PATH       extra CA bundle (default: the system store)\n"
+	    "\n"
+	    "default_permissions is always on. Secrets are never accepted as options.\n");
 }

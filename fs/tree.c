@@ -13,11 +13,11 @@
  *   1<<32 | slot<<6 | f
  *                  pair slot's directory (f = 0), state file f (1 .. attr_count) or
  *                  control file (attr_count + 1 + action). */
-#define META_DIR_INO 2
+#define META_DIR_INO   2
 #define META_FILE_BASE 3
-#define REGION_BASE 16
-#define PAIR_BASE (1ull << 32)
-#define FILE_BITS 6
+#define REGION_BASE    16
+#define PAIR_BASE      (1ull << 32)
+#define FILE_BITS      6
 
 const char *const tree_meta_names[META_COUNT] = {"stats", "refresh", "version"};
 

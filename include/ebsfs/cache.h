@@ -16,7 +16,7 @@ struct cache;
 /* How the cache tells the kernel side what changed. Called with a region lock held, so a hook
  * must only queue the work (notify.c), never block or call back into the cache. */
 struct cache_hooks {
-	void (*inval_inode)(void *ctx, uint64_t ino);                    /* content/attrs */
+	void (*inval_inode)(void *ctx, uint64_t ino);			   /* content/attrs */
 	void (*inval_entry)(void *ctx, uint64_t parent, const char *name); /* name (dis)appeared */
 	void *ctx;
 };

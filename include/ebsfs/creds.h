@@ -17,8 +17,9 @@ struct creds {
 };
 
 struct creds_options {
-	const char *profile;       /* NULL: ALIBABA_CLOUD_PROFILE, then the file's default */
-	const char *imds_base_url; /* NULL: ALIBABA_CLOUD_IMDS_ENDPOINT, then http://100.100.100.200 */
+	const char *profile; /* NULL: ALIBABA_CLOUD_PROFILE, then the file's default */
+	const char
+	    *imds_base_url; /* NULL: ALIBABA_CLOUD_IMDS_ENDPOINT, then http://100.100.100.200 */
 };
 
 struct creds_chain;
@@ -42,7 +43,8 @@ void creds_clear(struct creds *c);
 
 /* Parsers, exposed for unit tests and fuzzing. They fill out (secrets included) or return
  * -ENOENT (no such profile), -EINVAL (malformed or unsupported mode, reason in err). For role
- * based profiles they set *role_name (malloc'd, may be "" for auto-discovery) and leave out empty. */
+ * based profiles they set *role_name (malloc'd, may be "" for auto-discovery) and leave out empty.
+ */
 int creds_parse_ini(const char *text, const char *profile, struct creds *out, char **role_name,
 		    char *err, size_t errlen);
 int creds_parse_cli_config(const char *json, const char *profile, struct creds *out,

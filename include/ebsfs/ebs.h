@@ -11,37 +11,37 @@ struct creds_chain;
 
 /* String fields of a ReplicaPair record (docs/ebs-api.md 2.2.1). A missing key or null is "". */
 enum ebs_str {
-	EBS_ID,                  /* ReplicaPairId */
-	EBS_NAME,                /* PairName */
-	EBS_DESCRIPTION,         /* Description */
-	EBS_STATUS,              /* Status */
-	EBS_STATUS_MESSAGE,      /* StatusMessage */
-	EBS_SOURCE_DISK_ID,      /* SourceDiskId */
-	EBS_SOURCE_REGION,       /* SourceRegion */
-	EBS_SOURCE_ZONE_ID,      /* SourceZoneId */
+	EBS_ID,			 /* ReplicaPairId */
+	EBS_NAME,		 /* PairName */
+	EBS_DESCRIPTION,	 /* Description */
+	EBS_STATUS,		 /* Status */
+	EBS_STATUS_MESSAGE,	 /* StatusMessage */
+	EBS_SOURCE_DISK_ID,	 /* SourceDiskId */
+	EBS_SOURCE_REGION,	 /* SourceRegion */
+	EBS_SOURCE_ZONE_ID,	 /* SourceZoneId */
 	EBS_DESTINATION_DISK_ID, /* DestinationDiskId */
-	EBS_DESTINATION_REGION,  /* DestinationRegion */
+	EBS_DESTINATION_REGION,	 /* DestinationRegion */
 	EBS_DESTINATION_ZONE_ID, /* DestinationZoneId */
-	EBS_PRIMARY_REGION,      /* PrimaryRegion */
-	EBS_PRIMARY_ZONE,        /* PrimaryZone */
-	EBS_STANDBY_REGION,      /* StandbyRegion */
-	EBS_STANDBY_ZONE,        /* StandbyZone */
-	EBS_CHARGE_TYPE,         /* ChargeType */
-	EBS_REPLICA_GROUP_ID,    /* ReplicaGroupId */
-	EBS_REPLICA_GROUP_NAME,  /* ReplicaGroupName */
-	EBS_SITE,                /* Site */
-	EBS_RESOURCE_GROUP_ID,   /* ResourceGroupId */
+	EBS_PRIMARY_REGION,	 /* PrimaryRegion */
+	EBS_PRIMARY_ZONE,	 /* PrimaryZone */
+	EBS_STANDBY_REGION,	 /* StandbyRegion */
+	EBS_STANDBY_ZONE,	 /* StandbyZone */
+	EBS_CHARGE_TYPE,	 /* ChargeType */
+	EBS_REPLICA_GROUP_ID,	 /* ReplicaGroupId */
+	EBS_REPLICA_GROUP_NAME,	 /* ReplicaGroupName */
+	EBS_SITE,		 /* Site */
+	EBS_RESOURCE_GROUP_ID,	 /* ResourceGroupId */
 	EBS_STR_COUNT
 };
 
 /* Integer fields. Timestamps are normalised to Unix seconds (milliseconds detected by
  * magnitude). */
 enum ebs_num {
-	EBS_RPO,                /* RPO, seconds */
-	EBS_BANDWIDTH,          /* Bandwidth, Kbps */
+	EBS_RPO,		/* RPO, seconds */
+	EBS_BANDWIDTH,		/* Bandwidth, Kbps */
 	EBS_LAST_RECOVER_POINT, /* LastRecoverPoint */
-	EBS_EXPIRED_TIME,       /* ExpiredTime */
-	EBS_CREATE_TIME,        /* CreateTime */
+	EBS_EXPIRED_TIME,	/* ExpiredTime */
+	EBS_CREATE_TIME,	/* CreateTime */
 	EBS_NUM_COUNT
 };
 
@@ -50,10 +50,10 @@ struct ebs_pair {
 	const char *str[EBS_STR_COUNT];
 	int64_t num[EBS_NUM_COUNT];
 	uint32_t num_present; /* bit i set: num[i] was a number in the answer */
-	int enable_rtc;       /* 1, 0, or -1 when absent */
+	int enable_rtc;	      /* 1, 0, or -1 when absent */
 	const char *tags;     /* "key=value\n" lines sorted by key, "" when none */
 	const char *json;     /* the record as the API returned it, compact, no newline */
-	char *arena;          /* owns every string above */
+	char *arena;	      /* owns every string above */
 };
 
 void ebs_pair_free(struct ebs_pair *p);
@@ -68,8 +68,9 @@ void ebs_pair_list_free(struct ebs_pair_list *l); /* frees the items and resets 
 
 /* What the API (or the transport) said when a call failed. */
 struct ebs_error {
-	long http_status;  /* 0 when no HTTP answer */
-	char code[96];     /* API Code, or "Transport.Timeout", "Transport.Failed", "MalformedResponse" */
+	long http_status; /* 0 when no HTTP answer */
+	char code[96]; /* API Code, or "Transport.Timeout", "Transport.Failed", "MalformedResponse"
+			*/
 	char message[256];
 	char request_id[80];
 };
@@ -77,12 +78,12 @@ struct ebs_error {
 enum ebs_signature { EBS_SIG_V3, EBS_SIG_V1 };
 
 struct ebs_config {
-	const char *endpoint;      /* template, "{region}" substituted; NULL: default */
-	int timeout_ms;            /* one call's limit, retries included */
-	int retries;               /* attempts for retryable failures */
-	double max_rps;            /* all calls of this client together */
+	const char *endpoint; /* template, "{region}" substituted; NULL: default */
+	int timeout_ms;	      /* one call's limit, retries included */
+	int retries;	      /* attempts for retryable failures */
+	double max_rps;	      /* all calls of this client together */
 	enum ebs_signature signature;
-	const char *ca_file;       /* extra CA bundle, NULL: system store */
+	const char *ca_file;	   /* extra CA bundle, NULL: system store */
 	struct creds_chain *creds; /* borrowed */
 };
 
@@ -122,8 +123,8 @@ int ebs_act(struct ebs_client *c, enum ebs_action a, const char *region, const c
 int ebs_error_errno(const struct ebs_error *err);
 
 /* Parsers, exposed for unit tests and fuzzing. */
-int ebs_parse_pairs_page(const char *body, size_t len, struct ebs_pair_list *out,
-			 char **next_token, struct ebs_error *err);
+int ebs_parse_pairs_page(const char *body, size_t len, struct ebs_pair_list *out, char **next_token,
+			 struct ebs_error *err);
 int ebs_parse_error(const char *body, size_t len, long http_status, struct ebs_error *err);
 
 #endif

@@ -16,10 +16,10 @@ void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2
 /* Thread-safe strerror: writes into buf and returns buf. */
 const char *log_strerror(int err, char *buf, size_t len);
 
-#define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)	log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...)	log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_info(...)	log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
 		if (log_debug_enabled())                                                           \

@@ -18,10 +18,10 @@ struct ebsfs {
 	struct ebs_client *ebs;
 	struct notifier *notifier; /* started in init, after daemonizing */
 	struct fuse_session *se;
-	double ttl;         /* kernel entry and attribute timeout: cache_ttl */
-	uid_t uid;          /* owner of every node: the mounting user */
+	double ttl; /* kernel entry and attribute timeout: cache_ttl */
+	uid_t uid;  /* owner of every node: the mounting user */
 	gid_t gid;
-	gid_t ctl_gid;      /* (gid_t)-1: control files are 0600 */
+	gid_t ctl_gid; /* (gid_t)-1: control files are 0600 */
 	struct timespec started;
 	const char *endpoint;
 	pthread_mutex_t stats_lock; /* the snapshot a getattr of .ebsfs/stats sized */

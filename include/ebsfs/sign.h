@@ -25,11 +25,12 @@ int sign_v1(const char *method, const char *canonical_query, const char *secret,
 	    size_t outlen);
 
 struct sign_v3_request {
-	const char *method;          /* "POST" */
+	const char *method;	     /* "POST" */
 	const char *canonical_query; /* from sign_canonical_query() */
-	const struct sign_kv *headers; /* all headers sent; host, content-type, x-acs-* get signed */
+	const struct sign_kv
+	    *headers; /* all headers sent; host, content-type, x-acs-* get signed */
 	size_t n_headers;
-	const char *payload_hash;    /* lower-hex SHA-256 of the body */
+	const char *payload_hash; /* lower-hex SHA-256 of the body */
 	const char *access_key_id;
 	const char *secret;
 };

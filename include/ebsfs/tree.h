@@ -9,7 +9,7 @@
 enum node_kind {
 	NODE_NONE,
 	NODE_ROOT,
-	NODE_META_DIR,  /* .ebsfs */
+	NODE_META_DIR,	/* .ebsfs */
 	NODE_META_FILE, /* .ebsfs/<file> */
 	NODE_REGION,
 	NODE_PAIR_DIR,
@@ -22,12 +22,12 @@ enum meta_file { META_STATS, META_REFRESH, META_VERSION, META_COUNT };
 struct node {
 	enum node_kind kind;
 	uint32_t index; /* region index, meta file, or pair slot */
-	uint32_t file;  /* state: attr index; control: action */
+	uint32_t file;	/* state: attr index; control: action */
 };
 
-#define TREE_ROOT_INO 1
+#define TREE_ROOT_INO	 1
 #define TREE_MAX_REGIONS 1024
-#define TREE_MAX_SLOTS (1u << 24)
+#define TREE_MAX_SLOTS	 (1u << 24)
 
 uint64_t tree_ino(const struct node *n);
 /* false for a number this scheme never hands out. */
