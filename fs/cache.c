@@ -22,8 +22,9 @@
  * previous value: long enough for a healthy API, short enough that a hung one is not felt. */
 #define STALE_WAIT_MS 1000
 /* After a failed sweep, readers are served stale values without waiting for this long. */
-#define FAILED_RETRY_MS 2000
-#define WAIT_MARGIN_MS	1000
+#define FAILED_RETRY_MS	 2000
+#define WAIT_MARGIN_MS	 1000
+#define KEEPER_PERIOD_MS 250
 
 struct outcome {
 	char *line;
@@ -51,6 +52,7 @@ struct region {
 	pthread_cond_t cond;
 	bool sweeping;
 	bool complete; /* a complete sweep has succeeded: its absences are authoritative */
+	bool announce; /* the next sweep is an explicit refresh: invalidate what it changes */
 	uint32_t gen;
 	uint64_t sweeps_done; /* finished sweeps, whatever their outcome: waiters watch it */
 	uint64_t fresh_until_ms;
@@ -79,6 +81,9 @@ struct cache {
 	struct region **regions;
 	size_t n_regions;
 	uint32_t next_slot;
+	pthread_t keeper;
+	bool keeper_running;
+	bool stopping;
 	_Atomic(struct pair_entry *) *_Atomic chunks[N_CHUNKS];
 };
 
@@ -131,6 +136,18 @@ static void notify_entry(struct cache *c, uint64_t parent, const char *name)
 {
 	if (c->hooks.inval_entry)
 		c->hooks.inval_entry(c->hooks.ctx, parent, name);
+}
+
+static void notify_changed(struct cache *c, uint64_t ino)
+{
+	if (c->hooks.changed)
+		c->hooks.changed(c->hooks.ctx, ino);
+}
+
+static void notify_sync(struct cache *c)
+{
+	if (c->hooks.sync)
+		c->hooks.sync(c->hooks.ctx);
 }
 
 /* ---- slots ------------------------------------------------------------------------------ */
@@ -264,8 +281,10 @@ static bool attr_differs(const struct attr_def *a, const struct ebs_pair *x,
 	return strcmp(x->json, y->json) != 0;
 }
 
-/* Installs rec as e's record, stamping and announcing every file whose value changed. */
-static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair *rec, uint32_t now)
+/* Installs rec as e's record, stamping every file whose value changed (see cache.h on when the
+ * kernel is told). */
+static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair *rec, uint32_t now,
+			 bool announce)
 {
 	struct cache *c = r->cache;
 	struct ebs_pair *old = e->rec;
@@ -279,8 +298,12 @@ static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair
 			continue;
 		if (!old || attr_differs(&attr_table[a], old, rec)) {
 			e->mtime[a] = now;
-			if (old && e->slot != UINT32_MAX)
-				notify_inode(c, ino_of(e, NODE_STATE, (uint32_t)a));
+			if (old && e->slot != UINT32_MAX) {
+				uint64_t ino = ino_of(e, NODE_STATE, (uint32_t)a);
+				if (announce)
+					notify_inode(c, ino);
+				notify_changed(c, ino);
+			}
 		}
 	}
 	/* The name may sit in the kernel as a negative entry, but only once a complete sweep
@@ -332,7 +355,7 @@ static void rebuild_sorted(struct region *r)
 }
 
 /* Takes the records of list (production view first): the region's new complete state. */
-static void region_apply(struct region *r, struct ebs_pair_list *list)
+static void region_apply(struct region *r, struct ebs_pair_list *list, bool announce)
 {
 	uint32_t now = (uint32_t)time(NULL);
 
@@ -353,7 +376,7 @@ static void region_apply(struct region *r, struct ebs_pair_list *list)
 			continue;
 		}
 		e->seen = r->gen;
-		entry_update(r, e, rec, now);
+		entry_update(r, e, rec, now, announce);
 	}
 	for (size_t i = 0; i < r->table_cap; i++) {
 		struct pair_entry *e = r->table[i];
@@ -385,7 +408,7 @@ static void sweep(struct region *r)
 	pthread_mutex_lock(&r->lock);
 	r->last_attempt = time(NULL);
 	if (rc == 0) {
-		region_apply(r, &list);
+		region_apply(r, &list, r->announce);
 		r->complete = true;
 		r->sweeps_ok++;
 		r->last_ok = r->last_attempt;
@@ -403,6 +426,7 @@ static void sweep(struct region *r)
 			 err.message, err.request_id,
 			 r->complete ? "; serving the previous values" : "");
 	}
+	r->announce = false;
 	r->sweeping = false;
 	r->sweeps_done++;
 	pthread_cond_broadcast(&r->cond);
@@ -547,8 +571,61 @@ static void region_free(struct region *r)
 	free(r);
 }
 
+static void keep_regions_fresh(struct cache *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct region *r = c->regions[i];
+		uint64_t now = mono_ms();
+
+		pthread_mutex_lock(&r->lock);
+		if (r->complete && now >= r->fresh_until_ms && now >= r->retry_after_ms)
+			region_kick_locked(r);
+		pthread_mutex_unlock(&r->lock);
+	}
+}
+
+/* While someone waits in poll(2), expired regions are swept without a reader asking, so the
+ * waiter learns of a change within about one cache_ttl. */
+static void *keeper_main(void *arg)
+{
+	struct cache *c = arg;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stopping) {
+		cond_deadline(&deadline, KEEPER_PERIOD_MS);
+		pthread_cond_timedwait(&c->cond, &c->lock, &deadline);
+		if (c->stopping || !c->regions_known || !c->hooks.watching ||
+		    !c->hooks.watching(c->hooks.ctx))
+			continue;
+		/* Sweeps take c->lock under a region lock: never hold it while taking one. */
+		size_t n = c->n_regions;
+		pthread_mutex_unlock(&c->lock);
+		keep_regions_fresh(c, n);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int cache_start_keeper(struct cache *c)
+{
+	if (pthread_create(&c->keeper, NULL, keeper_main, c) != 0)
+		return -EAGAIN;
+	c->keeper_running = true;
+	return 0;
+}
+
 void cache_quiesce(struct cache *c)
 {
+	if (c->keeper_running) {
+		pthread_mutex_lock(&c->lock);
+		c->stopping = true;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->keeper, NULL);
+		c->keeper_running = false;
+	}
 	for (size_t i = 0; i < c->n_regions; i++) {
 		struct region *r = c->regions[i];
 		pthread_mutex_lock(&r->lock);
@@ -823,8 +900,24 @@ static int progress_locked(struct cache *c, struct region *r, struct pair_entry 
 	return 0;
 }
 
+/* With r->lock held: seconds the value of attr of e stays fresh, for the kernel's timeout. */
+static double fresh_for_locked(struct cache *c, const struct region *r, const struct pair_entry *e,
+			       uint32_t attr)
+{
+	uint64_t now = mono_ms();
+	double left;
+
+	if (attr_table[attr].kind == ATTR_PROGRESS)
+		left = (double)e->progress_at + c->ttl_s - (double)now / 1000;
+	else
+		left = ((double)r->fresh_until_ms - (double)now) / 1000;
+	if (left < 0)
+		return 0;
+	return left > c->ttl_s ? c->ttl_s : left;
+}
+
 int cache_read_state(struct cache *c, uint32_t slot, uint32_t attr, char **data, size_t *len,
-		     struct timespec *mtime)
+		     struct timespec *mtime, double *fresh_for)
 {
 	struct pair_entry *e;
 	struct region *r;
@@ -852,6 +945,7 @@ int cache_read_state(struct cache *c, uint32_t slot, uint32_t attr, char **data,
 	if (rc == 0) {
 		mtime->tv_sec = e->mtime[attr];
 		mtime->tv_nsec = 0;
+		*fresh_for = fresh_for_locked(c, r, e, attr);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
@@ -898,7 +992,6 @@ void cache_set_outcome(struct cache *c, uint32_t slot, int action, const char *l
 	}
 	pthread_mutex_unlock(&r->lock);
 	free(copy);
-	notify_inode(c, ino_of(e, NODE_CONTROL, (uint32_t)action));
 }
 
 /* ---- explicit refreshes ----------------------------------------------------------------- */
@@ -932,7 +1025,7 @@ static int refresh_pair_in(struct cache *c, struct region *r, const char *pair_i
 	}
 	pthread_mutex_lock(&r->lock);
 	if (list.n > 0 && strcmp(list.items[0]->str[EBS_ID], pair_id) == 0) {
-		entry_update(r, e, list.items[0], (uint32_t)time(NULL));
+		entry_update(r, e, list.items[0], (uint32_t)time(NULL), true);
 		list.items[0] = NULL;
 	} else {
 		entry_vanish(r, e);
@@ -955,6 +1048,7 @@ int cache_refresh_pair(struct cache *c, const char *pair_id)
 		if (r < 0 && rc == 0)
 			rc = r;
 	}
+	notify_sync(c);
 	return rc;
 }
 
@@ -965,38 +1059,61 @@ static void forget_progress_locked(struct region *r)
 			r->table[i]->progress_at = 0;
 }
 
+/* With r->lock held: waits until r's sweep count reaches target; false on timeout. */
+static bool wait_sweeps_locked(struct cache *c, struct region *r, uint64_t target)
+{
+	struct timespec deadline;
+
+	cond_deadline(&deadline, 2 * (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
+	while (r->sweeps_done < target)
+		if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+			return false;
+	return true;
+}
+
 int cache_refresh_all(struct cache *c)
 {
+	uint64_t *targets;
 	int rc = 0;
 	size_t n;
 
 	if (cache_regions(c, &n) < 0)
 		return -EIO;
+	targets = calloc(n ? n : 1, sizeof(*targets));
+	if (!targets)
+		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		struct region *r = c->regions[i];
-		struct timespec deadline;
 
 		pthread_mutex_lock(&r->lock);
 		forget_progress_locked(r);
 		r->fresh_until_ms = 0;
-		if (r->sweeps_done == 0 && !r->sweeping) {
-			/* Never loaded: nothing cached, the first access will sweep it. */
-			pthread_mutex_unlock(&r->lock);
-			continue;
+		/* A region never loaded has nothing cached: its first access sweeps it. A sweep
+		 * in flight may have fetched before the refresh was asked for: let it end. */
+		if (r->sweeping && !wait_sweeps_locked(c, r, r->sweeps_done + 1)) {
+			rc = -ETIMEDOUT;
+		} else if (r->sweeps_done > 0) {
+			r->retry_after_ms = 0;
+			r->announce = true;
+			targets[i] = r->sweeps_done + 1;
+			region_kick_locked(r);
 		}
-		r->retry_after_ms = 0;
-		uint64_t target = r->sweeps_done + 1;
-		region_kick_locked(r);
-		cond_deadline(&deadline, 2 * (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
-		while (r->sweeps_done < target)
-			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
-				break;
-		if (r->sweeps_done < target)
+		pthread_mutex_unlock(&r->lock);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct region *r = c->regions[i];
+
+		if (!targets[i])
+			continue;
+		pthread_mutex_lock(&r->lock);
+		if (!wait_sweeps_locked(c, r, targets[i]))
 			rc = rc ? rc : -ETIMEDOUT;
 		else if (r->last_err)
 			rc = rc ? rc : r->last_err;
 		pthread_mutex_unlock(&r->lock);
 	}
+	free(targets);
+	notify_sync(c);
 	return rc;
 }
 

@@ -76,7 +76,8 @@ static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmd
 						   cmd->max_threads <= MAX_WORKER_THREADS
 					       ? cmd->max_threads
 					       : MIN_WORKER_THREADS);
-	fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
+	if (cmd->max_idle_threads <= MAX_WORKER_THREADS)
+		fuse_loop_cfg_set_idle_threads(cfg, cmd->max_idle_threads);
 	rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return rc;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ebsfs/log.h"
 
@@ -35,6 +36,8 @@ struct notifier {
 	bool stopping;
 	struct job *jobs;
 	size_t n_jobs, cap_jobs;
+	uint64_t queued; /* jobs ever queued, and ever run: sync waits for the second */
+	uint64_t done;
 	struct watch *watches;
 };
 
@@ -49,7 +52,8 @@ static int push_locked(struct notifier *n, const struct job *j)
 		n->cap_jobs = cap;
 	}
 	n->jobs[n->n_jobs++] = *j;
-	pthread_cond_signal(&n->cond);
+	n->queued++;
+	pthread_cond_broadcast(&n->cond);
 	return 0;
 }
 
@@ -103,6 +107,8 @@ static void *notifier_main(void *arg)
 			run_job(n, &batch[i]);
 		free(batch);
 		pthread_mutex_lock(&n->lock);
+		n->done += count;
+		pthread_cond_broadcast(&n->cond);
 	}
 	pthread_mutex_unlock(&n->lock);
 	return NULL;
@@ -116,7 +122,11 @@ int notifier_start(struct fuse_session *se, struct notifier **out)
 		return -ENOMEM;
 	n->se = se;
 	pthread_mutex_init(&n->lock, NULL);
-	pthread_cond_init(&n->cond, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&n->cond, &attr);
+	pthread_condattr_destroy(&attr);
 	if (pthread_create(&n->thread, NULL, notifier_main, n) != 0) {
 		pthread_mutex_destroy(&n->lock);
 		pthread_cond_destroy(&n->cond);
@@ -167,18 +177,62 @@ void notifier_inval_inode(struct notifier *n, uint64_t ino)
 		return;
 	pthread_mutex_lock(&n->lock);
 	if (push_locked(n, &j) < 0)
-		log_error("notify: queue full, inode %llu not invalidated",
+		log_error("notify: out of memory, inode %llu not invalidated",
 			  (unsigned long long)ino);
+	pthread_mutex_unlock(&n->lock);
+}
+
+void notifier_changed(struct notifier *n, uint64_t ino)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
 	struct watch *w = watch_find(n, ino);
 	if (w) {
 		w->changed = true;
 		if (w->ph) {
-			/* Queued after the invalidation, so the woken reader sees the new value. */
 			struct job p = {.kind = JOB_POLL, .ino = ino, .ph = w->ph};
 			if (push_locked(n, &p) == 0)
 				w->ph = NULL;
 		}
 	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+bool notifier_watching(struct notifier *n)
+{
+	bool any = false;
+
+	if (!n)
+		return false;
+	pthread_mutex_lock(&n->lock);
+	for (struct watch *w = n->watches; w && !any; w = w->next)
+		any = w->ph != NULL;
+	pthread_mutex_unlock(&n->lock);
+	return any;
+}
+
+void notifier_sync(struct notifier *n, int timeout_ms)
+{
+	struct timespec deadline;
+
+	if (!n)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&n->lock);
+	uint64_t target = n->queued;
+	while (n->done < target && !n->stopping)
+		if (pthread_cond_timedwait(&n->cond, &n->lock, &deadline) == ETIMEDOUT) {
+			log_warn("notify: the kernel took over %d ms to take invalidations",
+				 timeout_ms);
+			break;
+		}
 	pthread_mutex_unlock(&n->lock);
 }
 

@@ -17,6 +17,7 @@
 #include "ebsfs/tree.h"
 
 #define STATS_SNAPSHOT_MS 1000
+#define NOTIFY_SYNC_MS	  2000
 #define ID_MAX		  128
 
 static struct ebsfs *fs_of(fuse_req_t req)
@@ -153,7 +154,7 @@ static int node_attr(struct ebsfs *fs, const struct node *n, struct stat *st, do
 			fill_dir(fs, st);
 		break;
 	case NODE_STATE:
-		rc = cache_read_state(fs->cache, n->index, n->file, &data, &len, &mtime);
+		rc = cache_read_state(fs->cache, n->index, n->file, &data, &len, &mtime, timeout);
 		if (rc == 0)
 			fill_file(st, 0444, len, mtime);
 		break;
@@ -537,6 +538,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct timespec mtime;
 	struct node n;
 	char *data = NULL;
+	double fresh_for;
 	size_t len = 0;
 	int rc = 0;
 
@@ -547,7 +549,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	switch (n.kind) {
 	case NODE_STATE:
-		rc = cache_read_state(fs->cache, n.index, n.file, &data, &len, &mtime);
+		rc = cache_read_state(fs->cache, n.index, n.file, &data, &len, &mtime, &fresh_for);
 		if (rc == 0 && off == 0)
 			notifier_read(fs->notifier, ino);
 		break;
@@ -615,6 +617,26 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_write(req, size);
+}
+
+/* Replying ENOSYS once makes the kernel stop sending OPEN and RELEASE for good (no-open): a warm
+ * read then never leaves the kernel. libfuse 3.14 answers OPEN itself when no handler exists,
+ * so the handler is needed to say it. */
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ebsfs *fs = fs_of(req);
+	struct node n;
+
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* A kernel without no-open: state files keep their pages, control files are direct. */
+	if (tree_node(ino, &n) && is_control_like(&n))
+		fi->direct_io = 1;
+	else
+		fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
 }
 
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -704,19 +726,42 @@ static void hook_inval_entry(void *ctx, uint64_t parent, const char *name)
 	notifier_inval_entry(fs->notifier, parent, name);
 }
 
+static void hook_changed(void *ctx, uint64_t ino)
+{
+	struct ebsfs *fs = ctx;
+	notifier_changed(fs->notifier, ino);
+}
+
+static bool hook_watching(void *ctx)
+{
+	struct ebsfs *fs = ctx;
+	return notifier_watching(fs->notifier);
+}
+
+static void hook_sync(void *ctx)
+{
+	struct ebsfs *fs = ctx;
+	notifier_sync(fs->notifier, NOTIFY_SYNC_MS);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ebsfs *fs = userdata;
 	struct cache_hooks hooks = {
 	    .inval_inode = hook_inval_inode,
 	    .inval_entry = hook_inval_entry,
+	    .changed = hook_changed,
+	    .watching = hook_watching,
+	    .sync = hook_sync,
 	    .ctx = fs,
 	};
 
 	/* Warm reads cost no upcall: no OPEN/RELEASE, cached pages kept, and dropped when the
 	 * daemon announces a change or a getattr shows a new mtime. */
-	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) {
 		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+		fs->no_open = true;
+	}
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -727,6 +772,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (notifier_start(fs->se, &fs->notifier) < 0)
 		log_error("cannot start the notifier: changes reach the kernel only by timeout");
 	cache_set_hooks(fs->cache, &hooks);
+	if (cache_start_keeper(fs->cache) < 0)
+		log_error("cannot start the keeper: poll(2) wakes only when files are read");
 }
 
 static void op_destroy(void *userdata)
@@ -755,6 +802,7 @@ const struct fuse_lowlevel_ops ebsfs_ops = {
     .rename = op_rename,
     .link = op_link,
     .create = op_create,
+    .open = op_open,
     .read = op_read,
     .write = op_write,
     .opendir = op_opendir,

@@ -14,10 +14,20 @@
 struct cache;
 
 /* How the cache tells the kernel side what changed. Called with a region lock held, so a hook
- * must only queue the work (notify.c), never block or call back into the cache. */
+ * must only queue work (notify.c), never block or call back into the cache.
+ *
+ * Sweeps made because a value expired announce changes only through `changed` (poll wake-ups):
+ * the kernel's attribute timeout never outlives the cache's freshness, so its next getattr
+ * brings the new size and mtime, and an invalidation racing with that getattr would make the
+ * kernel drop the fresh reply. Explicit refreshes (a control write, .ebsfs/refresh) also
+ * invalidate what changed and wait for the kernel to have heard it (`sync`), so the very next
+ * read shows the new value. */
 struct cache_hooks {
-	void (*inval_inode)(void *ctx, uint64_t ino);			   /* content/attrs */
-	void (*inval_entry)(void *ctx, uint64_t parent, const char *name); /* name (dis)appeared */
+	void (*inval_inode)(void *ctx, uint64_t ino);
+	void (*inval_entry)(void *ctx, uint64_t parent, const char *name);
+	void (*changed)(void *ctx, uint64_t ino);
+	bool (*watching)(void *ctx); /* someone waits in poll(2): keep the regions fresh */
+	void (*sync)(void *ctx);     /* returns once the queued notifications reached the kernel */
 	void *ctx;
 };
 
@@ -30,7 +40,9 @@ struct cache_config {
 };
 
 int cache_new(const struct cache_config *cfg, struct cache **out);
-/* Waits for the sweeps in flight (each bounded by the timeout) to end. */
+/* Starts the thread that keeps regions fresh while someone polls. Call after daemonizing. */
+int cache_start_keeper(struct cache *c);
+/* Stops the keeper and waits for the sweeps in flight (each bounded by the timeout) to end. */
 void cache_quiesce(struct cache *c);
 void cache_free(struct cache *c);
 void cache_set_hooks(struct cache *c, const struct cache_hooks *hooks);
@@ -52,7 +64,7 @@ int cache_pair_field(struct cache *c, uint32_t slot, enum ebs_str f, char *buf, 
 /* Content of state file attr of slot: *data malloc'd (caller frees), with its mtime. May wait
  * for a sweep (bounded); serves stale values when the API fails. */
 int cache_read_state(struct cache *c, uint32_t slot, uint32_t attr, char **data, size_t *len,
-		     struct timespec *mtime);
+		     struct timespec *mtime, double *fresh_for);
 
 /* A control file's outcome line ("" if never written) and when it was set. */
 int cache_read_outcome(struct cache *c, uint32_t slot, int action, char **data, size_t *len,

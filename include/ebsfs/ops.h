@@ -4,6 +4,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -18,8 +19,9 @@ struct ebsfs {
 	struct ebs_client *ebs;
 	struct notifier *notifier; /* started in init, after daemonizing */
 	struct fuse_session *se;
-	double ttl; /* kernel entry and attribute timeout: cache_ttl */
-	uid_t uid;  /* owner of every node: the mounting user */
+	double ttl;   /* kernel entry and attribute timeout: cache_ttl */
+	bool no_open; /* the kernel skips OPEN/RELEASE (negotiated in init) */
+	uid_t uid;    /* owner of every node: the mounting user */
 	gid_t gid;
 	gid_t ctl_gid; /* (gid_t)-1: control files are 0600 */
 	struct timespec started;
