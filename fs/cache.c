@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,11 @@
 #define FAILED_RETRY_MS	 2000
 #define WAIT_MARGIN_MS	 1000
 #define KEEPER_PERIOD_MS 250
+/* Pairs a sweep re-asks for by id before declaring them gone (PairIds takes 100). */
+#define RECHECK_MAX 100
+/* The kernel's attribute timeout ends this much before the cache's freshness, so that no
+ * sweep can change a value while the kernel still trusts the size it has. */
+#define KERNEL_MARGIN_S 0.1
 
 struct outcome {
 	char *line;
@@ -36,9 +42,11 @@ struct pair_entry {
 	struct outcome *outcomes; /* EBS_ACTION_COUNT of them, allocated on the first write */
 	uint32_t slot;
 	uint32_t region;
-	uint32_t seen;	      /* sweep generation that last returned the pair */
-	uint32_t progress_at; /* monotonic seconds of the last progress fetch */
-	int16_t progress;     /* -1: never fetched */
+	uint32_t seen;		 /* sweep generation that last returned the pair */
+	uint32_t progress_at;	 /* monotonic seconds of the last progress fetch */
+	uint32_t progress_retry; /* after a failed fetch, none before this (monotonic s) */
+	uint64_t refreshed_ms;	 /* monotonic ms of the last targeted refresh (after an action) */
+	int16_t progress;	 /* -1: never fetched */
 	bool progress_busy;
 	uint32_t mtime[ATTR_MAX]; /* wall seconds when each state file's value last changed */
 	char id[];
@@ -51,8 +59,10 @@ struct region {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool sweeping;
-	bool complete; /* a complete sweep has succeeded: its absences are authoritative */
-	bool announce; /* the next sweep is an explicit refresh: invalidate what it changes */
+	bool complete;	     /* a complete sweep has succeeded: its absences are authoritative */
+	bool announce;	     /* the next sweep is an explicit refresh: invalidate what it changes */
+	uint64_t gave_up_on; /* a stale reader stopped waiting for the sweep that ends this count */
+	struct timespec listing_mtime; /* when a pair last appeared in or vanished from it */
 	uint32_t gen;
 	uint64_t sweeps_done; /* finished sweeps, whatever their outcome: waiters watch it */
 	uint64_t fresh_until_ms;
@@ -314,6 +324,15 @@ static void entry_update(struct region *r, struct pair_entry *e, struct ebs_pair
 	ebs_pair_free(old);
 }
 
+/* A pair appeared or vanished: the region directory's mtime moves, so the kernel drops its
+ * cached listing at the next getattr (or at once, for an explicit refresh). */
+static void listing_touch(struct region *r, bool announce)
+{
+	clock_gettime(CLOCK_REALTIME, &r->listing_mtime);
+	if (announce)
+		notify_inode(r->cache, cache_ino_region(r->index));
+}
+
 static void entry_vanish(struct region *r, struct pair_entry *e)
 {
 	ebs_pair_free(e->rec);
@@ -355,9 +374,11 @@ static void rebuild_sorted(struct region *r)
 }
 
 /* Takes the records of list (production view first): the region's new complete state. */
-static void region_apply(struct region *r, struct ebs_pair_list *list, bool announce)
+static void region_apply(struct region *r, struct ebs_pair_list *list, bool announce,
+			 uint64_t started_ms)
 {
 	uint32_t now = (uint32_t)time(NULL);
+	bool listing_changed = false;
 
 	r->gen++;
 	for (size_t i = 0; i < list->n; i++) {
@@ -376,13 +397,24 @@ static void region_apply(struct region *r, struct ebs_pair_list *list, bool anno
 			continue;
 		}
 		e->seen = r->gen;
+		/* A control write re-described the pair after this sweep fetched it: keep the
+		 * newer record. */
+		if (e->rec && e->refreshed_ms > started_ms) {
+			ebs_pair_free(rec);
+			continue;
+		}
+		listing_changed |= !e->rec;
 		entry_update(r, e, rec, now, announce);
 	}
 	for (size_t i = 0; i < r->table_cap; i++) {
 		struct pair_entry *e = r->table[i];
-		if (e && e->rec && e->seen != r->gen)
+		if (e && e->rec && e->seen != r->gen && e->refreshed_ms <= started_ms) {
 			entry_vanish(r, e);
+			listing_changed = true;
+		}
 	}
+	if (listing_changed)
+		listing_touch(r, announce);
 	rebuild_sorted(r);
 }
 
@@ -392,6 +424,56 @@ static void list_release(struct ebs_pair_list *list)
 		ebs_pair_free(list->items[i]);
 	free(list->items);
 	memset(list, 0, sizeof(*list));
+}
+
+/* Ids the region showed before that the sweep's list lacks. Called with r->lock held. */
+static char *missing_ids_locked(struct region *r, const struct ebs_pair_list *list, size_t max)
+{
+	size_t len = 0, n = 0;
+	char *ids = NULL;
+
+	r->gen++;
+	for (size_t i = 0; i < list->n; i++) {
+		struct pair_entry *e = table_find(r, list->items[i]->str[EBS_ID]);
+		if (e)
+			e->seen = r->gen;
+	}
+	for (size_t i = 0; i < r->table_cap && n < max; i++) {
+		struct pair_entry *e = r->table[i];
+		if (!e || !e->rec || e->seen == r->gen)
+			continue;
+		size_t idlen = strlen(e->id);
+		char *grown = realloc(ids, len + idlen + 2);
+		if (!grown)
+			break;
+		ids = grown;
+		if (len)
+			ids[len++] = ',';
+		memcpy(ids + len, e->id, idlen + 1);
+		len += idlen;
+		n++;
+	}
+	return ids;
+}
+
+/* The two views are two calls: a pair reversed (reprotect) between them shows in neither.
+ * Before a pair is declared gone, ask for it by id in both views. */
+static int recheck_missing(struct region *r, struct ebs_pair_list *list, struct ebs_error *err)
+{
+	struct cache *c = r->cache;
+	char *ids;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	ids = r->complete ? missing_ids_locked(r, list, RECHECK_MAX) : NULL;
+	pthread_mutex_unlock(&r->lock);
+	if (!ids)
+		return 0;
+	rc = ebs_describe_pairs(c->ebs, r->name, "production", ids, list, err);
+	if (rc == 0)
+		rc = ebs_describe_pairs(c->ebs, r->name, "backup", ids, list, err);
+	free(ids);
+	return rc;
 }
 
 static void sweep(struct region *r)
@@ -404,11 +486,13 @@ static void sweep(struct region *r)
 
 	if (rc == 0)
 		rc = ebs_describe_pairs(c->ebs, r->name, "backup", NULL, &list, &err);
+	if (rc == 0)
+		rc = recheck_missing(r, &list, &err);
 
 	pthread_mutex_lock(&r->lock);
 	r->last_attempt = time(NULL);
 	if (rc == 0) {
-		region_apply(r, &list, r->announce);
+		region_apply(r, &list, r->announce, started);
 		r->complete = true;
 		r->sweeps_ok++;
 		r->last_ok = r->last_attempt;
@@ -432,6 +516,9 @@ static void sweep(struct region *r)
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 	list_release(&list);
+	/* A sweep frees as much as it allocated, but in whichever malloc arena its thread got:
+	 * hand the pages back so the resident size stays flat across refreshes. */
+	malloc_trim(0);
 }
 
 static void *sweep_thread(void *arg)
@@ -471,13 +558,17 @@ static int region_ready_locked(struct cache *c, struct region *r)
 	stats_cache_miss();
 	if (now >= r->retry_after_ms)
 		region_kick_locked(r);
-	if (r->sweeping) {
+	/* Once one reader of stale values gave up waiting for this sweep, the others are
+	 * served at once: a hung API must not hold every request for the stale wait. */
+	if (r->sweeping && !(r->complete && r->gave_up_on == r->sweeps_done + 1)) {
 		uint64_t target = r->sweeps_done + 1;
 		cond_deadline(&deadline, r->complete ? STALE_WAIT_MS
 						     : (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
 		while (r->sweeps_done < target)
-			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
+				r->gave_up_on = target;
 				break;
+			}
 	}
 	if (r->complete) {
 		if (r->last_err || r->sweeping)
@@ -751,7 +842,8 @@ int cache_region_find(struct cache *c, const char *name, uint32_t *region)
 
 /* ---- pairs ------------------------------------------------------------------------------ */
 
-int cache_region_list(struct cache *c, uint32_t region, uint32_t **slots, size_t *n)
+int cache_region_slice(struct cache *c, uint32_t region, size_t start, uint32_t *slots, size_t max,
+		       size_t *got)
 {
 	struct region *r = region_at(c, region);
 	int rc;
@@ -760,17 +852,28 @@ int cache_region_list(struct cache *c, uint32_t region, uint32_t **slots, size_t
 		return -ENOENT;
 	pthread_mutex_lock(&r->lock);
 	rc = region_ready_locked(c, r);
-	if (rc == 0) {
-		*slots = malloc((r->n_sorted + 1) * sizeof(**slots));
-		if (*slots) {
-			memcpy(*slots, r->sorted, r->n_sorted * sizeof(**slots));
-			*n = r->n_sorted;
-		} else {
-			rc = -ENOMEM;
-		}
+	*got = 0;
+	if (rc == 0 && start < r->n_sorted) {
+		*got = r->n_sorted - start < max ? r->n_sorted - start : max;
+		memcpy(slots, r->sorted + start, *got * sizeof(*slots));
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+int cache_region_stat(struct cache *c, uint32_t region, struct timespec *mtime, double *fresh_for)
+{
+	struct region *r = region_at(c, region);
+	double left;
+
+	if (!r)
+		return -ENOENT;
+	pthread_mutex_lock(&r->lock);
+	*mtime = r->listing_mtime;
+	left = ((double)r->fresh_until_ms - (double)mono_ms()) / 1000 - KERNEL_MARGIN_S;
+	*fresh_for = left < 0 ? 0 : left > c->ttl_s ? c->ttl_s : left;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 int cache_pair_find(struct cache *c, uint32_t region, const char *id, uint32_t *slot)
@@ -864,6 +967,10 @@ static int progress_locked(struct cache *c, struct region *r, struct pair_entry 
 
 	if (e->progress >= 0 && now - e->progress_at < (uint32_t)c->ttl_s)
 		return 0;
+	/* The last fetch failed a moment ago: every request of one `cat` must not wait for
+	 * another. */
+	if (now < e->progress_retry)
+		return e->progress >= 0 ? 0 : -EIO;
 	if (e->progress_busy) {
 		cond_deadline(&deadline, (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
 		while (e->progress_busy)
@@ -885,6 +992,7 @@ static int progress_locked(struct cache *c, struct region *r, struct pair_entry 
 	e->progress_busy = false;
 	pthread_cond_broadcast(&r->cond);
 	if (rc < 0) {
+		e->progress_retry = now + FAILED_RETRY_MS / 1000;
 		log_warn("progress of %s in %s: %s: %s", id, r->name, err.code, err.message);
 		if (e->progress >= 0) {
 			stats_read_stale();
@@ -911,6 +1019,7 @@ static double fresh_for_locked(struct cache *c, const struct region *r, const st
 		left = (double)e->progress_at + c->ttl_s - (double)now / 1000;
 	else
 		left = ((double)r->fresh_until_ms - (double)now) / 1000;
+	left -= KERNEL_MARGIN_S;
 	if (left < 0)
 		return 0;
 	return left > c->ttl_s ? c->ttl_s : left;
@@ -1024,11 +1133,15 @@ static int refresh_pair_in(struct cache *c, struct region *r, const char *pair_i
 		return rc;
 	}
 	pthread_mutex_lock(&r->lock);
+	e->refreshed_ms = mono_ms();
 	if (list.n > 0 && strcmp(list.items[0]->str[EBS_ID], pair_id) == 0) {
-		entry_update(r, e, list.items[0], (uint32_t)time(NULL), true);
-		list.items[0] = NULL;
-	} else {
+		if (e->rec) {
+			entry_update(r, e, list.items[0], (uint32_t)time(NULL), true);
+			list.items[0] = NULL;
+		}
+	} else if (e->rec) {
 		entry_vanish(r, e);
+		listing_touch(r, true);
 		rebuild_sorted(r);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -1036,19 +1149,57 @@ static int refresh_pair_in(struct cache *c, struct region *r, const char *pair_i
 	return 0;
 }
 
+struct pair_refresh {
+	struct cache *cache;
+	struct region *region;
+	const char *pair_id;
+	int rc;
+};
+
+static void *refresh_pair_thread(void *arg)
+{
+	struct pair_refresh *job = arg;
+	job->rc = refresh_pair_in(job->cache, job->region, job->pair_id);
+	return NULL;
+}
+
 int cache_refresh_pair(struct cache *c, const char *pair_id)
 {
+	struct pair_refresh *jobs;
+	pthread_t *threads;
+	bool *started;
 	int rc = 0;
 	size_t n;
 
 	if (cache_regions(c, &n) < 0)
 		return -EIO;
+	jobs = calloc(n ? n : 1, sizeof(*jobs));
+	threads = calloc(n ? n : 1, sizeof(*threads));
+	started = calloc(n ? n : 1, sizeof(*started));
+	if (!jobs || !threads || !started) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* The regions that show the pair are asked at once, not one after the other: the write
+	 * that waits for them costs one round trip more than the action, not one per region. */
 	for (size_t i = 0; i < n; i++) {
-		int r = refresh_pair_in(c, c->regions[i], pair_id);
-		if (r < 0 && rc == 0)
-			rc = r;
+		jobs[i] = (struct pair_refresh){c, c->regions[i], pair_id, 0};
+		started[i] = i + 1 < n &&
+			     pthread_create(&threads[i], NULL, refresh_pair_thread, &jobs[i]) == 0;
+		if (!started[i])
+			refresh_pair_thread(&jobs[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(threads[i], NULL);
+		if (jobs[i].rc < 0 && rc == 0)
+			rc = jobs[i].rc;
 	}
 	notify_sync(c);
+out:
+	free(jobs);
+	free(threads);
+	free(started);
 	return rc;
 }
 

@@ -31,12 +31,16 @@ struct inflight {
 	char pair_id[128];
 	int action;
 	bool done;
+	uint64_t done_ms; /* monotonic ms the call ended: later writes may still join it */
 	int rc;
 	int waiters;
 	char line[512];
 	char token[40];
 	char request_id[80];
+	char region[64]; /* where the call was sent */
 };
+
+#define JOIN_WINDOW_MS 1000
 
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t inflight_cond = PTHREAD_COND_INITIALIZER;
@@ -132,6 +136,7 @@ static void call_api(struct cache *cache, struct ebs_client *ebs, uint32_t slot,
 
 	now_iso(ts, sizeof(ts));
 	action_region(cache, slot, f->action, dir_region, region, sizeof(region));
+	snprintf(f->region, sizeof(f->region), "%s", region);
 	if (make_token(f->token, sizeof(f->token)) < 0) {
 		f->rc = -EIO;
 		snprintf(f->line, sizeof(f->line), "%s error NoRandomness: cannot make a token\n",
@@ -156,12 +161,29 @@ static void call_api(struct cache *cache, struct ebs_client *ebs, uint32_t slot,
 		 status, status[0] ? ")" : "", err.request_id[0] ? err.request_id : "-");
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The kernel lets one write at a time into a file, so of two writers racing on the same
+ * control file the second arrives just after the first call ended: it joins that call if it
+ * comes within JOIN_WINDOW_MS. */
+static bool joinable(const struct inflight *f, const char *pair_id, int action, uint64_t now)
+{
+	return f->action == action && strcmp(f->pair_id, pair_id) == 0 &&
+	       (!f->done || now - f->done_ms <= JOIN_WINDOW_MS);
+}
+
 static struct inflight *inflight_join(const char *pair_id, int action, bool *leader)
 {
+	uint64_t now = mono_ms();
 	struct inflight *f;
 
 	for (f = inflight_head; f; f = f->next) {
-		if (!f->done && f->action == action && strcmp(f->pair_id, pair_id) == 0) {
+		if (joinable(f, pair_id, action, now)) {
 			f->waiters++;
 			*leader = false;
 			return f;
@@ -179,17 +201,24 @@ static struct inflight *inflight_join(const char *pair_id, int action, bool *lea
 	return f;
 }
 
-static void inflight_leave(struct inflight *f)
+/* Drops the finished calls nobody can join any more. */
+static void inflight_prune(uint64_t now)
 {
-	if (--f->waiters > 0)
-		return;
-	for (struct inflight **p = &inflight_head; *p; p = &(*p)->next) {
-		if (*p == f) {
+	for (struct inflight **p = &inflight_head; *p;) {
+		struct inflight *f = *p;
+		if (f->done && f->waiters == 0 && now - f->done_ms > JOIN_WINDOW_MS) {
 			*p = f->next;
-			break;
+			free(f);
+		} else {
+			p = &f->next;
 		}
 	}
-	free(f);
+}
+
+static void inflight_leave(struct inflight *f)
+{
+	f->waiters--;
+	inflight_prune(mono_ms());
 }
 
 int control_write(struct cache *cache, struct ebs_client *ebs, uint32_t slot, int action,
@@ -225,6 +254,7 @@ int control_write(struct cache *cache, struct ebs_client *ebs, uint32_t slot, in
 		call_api(cache, ebs, slot, region, f);
 		pthread_mutex_lock(&inflight_lock);
 		f->done = true;
+		f->done_ms = mono_ms();
 		pthread_cond_broadcast(&inflight_cond);
 	} else {
 		/* Bounded by the leader's call, which is bounded by -o timeout. */
@@ -234,10 +264,11 @@ int control_write(struct cache *cache, struct ebs_client *ebs, uint32_t slot, in
 	rc = f->rc;
 	cache_set_outcome(cache, slot, action, f->line);
 	log_notice("audit: uid=%u pid=%d comm=%s region=%s pair=%s action=%s client_token=%s "
-		   "request_id=%s outcome=%s%s",
+		   "request_id=%s outcome=%s api_region=%s%s",
 		   (unsigned)who->uid, (int)who->pid, who->comm, region_name, pair_id,
 		   ebs_action_name(action), f->token, f->request_id[0] ? f->request_id : "-",
-		   errno_name(-rc), leader ? "" : " (joined a call in flight)");
+		   errno_name(-rc), f->region[0] ? f->region : "-",
+		   leader ? "" : " (joined a call in flight)");
 	inflight_leave(f);
 	pthread_mutex_unlock(&inflight_lock);
 	count_write(action, -rc);

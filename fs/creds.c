@@ -42,6 +42,9 @@ struct creds_chain {
 	char *imds_base;
 	bool invalidated;
 	time_t retry_after;
+	bool renewing; /* a background renewal of a still valid session is running */
+	bool renewer_started;
+	pthread_t renewer;
 };
 
 /* ---- Small helpers --------------------------------------------------------------------------- */
@@ -909,6 +912,8 @@ void creds_chain_close(struct creds_chain *chain)
 {
 	if (!chain)
 		return;
+	if (chain->renewer_started)
+		pthread_join(chain->renewer, NULL);
 	creds_clear(&chain->current);
 	free(chain->source);
 	free(chain->role_name);
@@ -963,14 +968,54 @@ static int refresh_session(struct creds_chain *c)
 	return rc;
 }
 
+/* Renews a session that is due but still valid, off the API call's path: a slow metadata
+ * service must not cost a call whose credentials are good for minutes yet. */
+static void *renew_main(void *arg)
+{
+	struct creds_chain *c = arg;
+	struct creds fresh = {0};
+	char reason[REASON_MAX] = "";
+	int rc = imds_fetch(c->imds_base, c->role_name, &fresh, reason, sizeof(reason));
+
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0) {
+		creds_clear(&c->current);
+		c->current = fresh;
+		c->retry_after = 0;
+		log_debug("credentials: ECS RAM role session renewed in the background");
+	} else {
+		log_warn("credentials: renewing the ECS RAM role session failed (%s); using the "
+			 "current one until it expires",
+			 reason);
+		c->retry_after = time(NULL) + REFRESH_RETRY_S;
+	}
+	c->renewing = false;
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* With the lock held. */
+static void start_renewal(struct creds_chain *c)
+{
+	if (c->renewer_started)
+		pthread_join(c->renewer, NULL); /* it has set renewing = false: it is ending */
+	c->renewer_started = pthread_create(&c->renewer, NULL, renew_main, c) == 0;
+	c->renewing = c->renewer_started;
+}
+
 int creds_get(struct creds_chain *chain, struct creds *out)
 {
+	time_t now = time(NULL);
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&chain->lock);
-	if (chain->role_name)
+	if (chain->role_name && session_usable(chain, now) && !chain->invalidated) {
+		if (!chain->renewing && session_due(chain, now))
+			start_renewal(chain);
+	} else if (chain->role_name) {
 		rc = refresh_session(chain);
+	}
 	if (rc == 0)
 		rc = creds_fill(out, chain->current.access_key_id, chain->current.access_key_secret,
 				chain->current.security_token, chain->current.expiration);

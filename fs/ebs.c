@@ -683,6 +683,7 @@ struct api_call {
 	char host[256];
 	int64_t started_ms;
 	bool creds_refreshed;
+	bool nonce_retried;
 	bool failed_locally; /* err already says why nothing (more) was sent */
 	struct ebs_error *err;
 };
@@ -883,6 +884,12 @@ static enum http_verdict classify_answer(void *ctx, int attempt, const struct ht
 	    call->c->creds) {
 		call->creds_refreshed = true;
 		creds_invalidate(call->c->creds);
+		return HTTP_RETRY_AT_ONCE;
+	}
+	/* libcurl resends a request unchanged when a reused connection turns out dead; the API
+	 * then refuses the nonce. A freshly signed attempt (same ClientToken) is the cure. */
+	if (strcmp(err->code, "SignatureNonceUsed") == 0 && !call->nonce_retried) {
+		call->nonce_retried = true;
 		return HTTP_RETRY_AT_ONCE;
 	}
 	return succeeded(resp->status) ? HTTP_DONE : http_api_verdict(resp->status, err->code);
@@ -1238,8 +1245,11 @@ static int parse_action_answer(const struct http_response *resp, char *request_i
 	json_t *root = load_object(resp->body.data, resp->body.len, err);
 	const char *id;
 
-	if (!root)
+	if (!root) {
+		if (!err->request_id[0])
+			copy_clean(err->request_id, sizeof(err->request_id), resp->request_id);
 		return -EIO;
+	}
 	id = first_of(root, "RequestId", "requestId");
 	if (request_id && len)
 		copy_clean(request_id, len, id[0] ? id : resp->request_id);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "ebsfs/cache.h"
@@ -45,10 +46,12 @@ static void usage(FILE *out, const char *prog)
 /* A mount point left by a daemon that died answers ENOTCONN; clear it when we may. */
 static void clear_dead_mount(const char *mountpoint)
 {
-	struct stat st;
+	struct statfs st;
 	char why[128];
 
-	if (stat(mountpoint, &st) == 0 || errno != ENOTCONN)
+	/* statfs, not stat: the kernel may answer stat from its attribute cache for a while
+	 * after the daemon died, but never statfs. */
+	if (statfs(mountpoint, &st) == 0 || errno != ENOTCONN)
 		return;
 	if (umount2(mountpoint, MNT_DETACH) == 0) {
 		log_notice("cleared a dead mount at %s", mountpoint);

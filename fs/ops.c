@@ -144,9 +144,12 @@ static int node_attr(struct ebsfs *fs, const struct node *n, struct stat *st, do
 		fill_dir(fs, st);
 		break;
 	case NODE_REGION:
-		if (!cache_region_name(fs->cache, n->index))
-			return -ENOENT;
-		fill_dir(fs, st);
+		rc = cache_region_stat(fs->cache, n->index, &mtime, timeout);
+		if (rc == 0) {
+			fill_dir(fs, st);
+			if (mtime.tv_sec)
+				st->st_mtim = mtime;
+		}
 		break;
 	case NODE_PAIR_DIR:
 		rc = cache_pair_info(fs->cache, n->index, &region, id, sizeof(id));
@@ -345,74 +348,80 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 /* ---- directories ------------------------------------------------------------------------ */
 
-struct dir_handle {
-	struct node node;
-	uint32_t *slots; /* a region's pairs when the directory was opened */
-	size_t n_slots;
-	size_t n_regions;
-};
-
+/* Directories are listed without state between calls: with no-opendir the kernel sends no
+ * OPENDIR, caches the listing itself and drops it when the directory's mtime moves. */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ebsfs *fs = fs_of(req);
-	struct dir_handle *d = calloc(1, sizeof(*d));
-	char id[ID_MAX];
-	uint32_t region;
-	int rc = 0;
+	struct node n;
 
-	if (!d) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	if (!tree_node(ino, &d->node))
-		rc = -ENOENT;
-	else if (d->node.kind == NODE_ROOT)
-		rc = cache_regions(fs->cache, &d->n_regions);
-	else if (d->node.kind == NODE_REGION)
-		rc = cache_region_list(fs->cache, d->node.index, &d->slots, &d->n_slots);
-	else if (d->node.kind == NODE_PAIR_DIR)
-		rc = cache_pair_info(fs->cache, d->node.index, &region, id, sizeof(id));
-	else if (d->node.kind != NODE_META_DIR)
-		rc = -ENOTDIR;
-	if (rc < 0) {
-		free(d->slots);
-		free(d);
-		fuse_reply_err(req, -rc);
+	if (!tree_node(ino, &n)) {
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)d;
+	if (n.kind != NODE_ROOT && n.kind != NODE_META_DIR && n.kind != NODE_REGION &&
+	    n.kind != NODE_PAIR_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+/* A directory being listed: its node and, for a region, a window of its pairs. */
+struct listing {
+	struct node node;
+	size_t n_regions;
+	size_t first; /* index of slots[0] among the region's pairs */
+	size_t n_slots;
+	uint32_t slots[256];
+};
 
-	(void)ino;
-	if (d) {
-		free(d->slots);
-		free(d);
+static int listing_start(struct ebsfs *fs, fuse_ino_t ino, struct listing *l)
+{
+	char id[ID_MAX];
+	uint32_t region;
+
+	memset(l, 0, sizeof(*l));
+	if (!tree_node(ino, &l->node))
+		return -ENOENT;
+	switch (l->node.kind) {
+	case NODE_ROOT:
+		return cache_regions(fs->cache, &l->n_regions);
+	case NODE_META_DIR:
+		return 0;
+	case NODE_REGION:
+		/* Waits for a cold region, and says EIO if it cannot be listed. */
+		return cache_region_slice(fs->cache, l->node.index, 0, l->slots, 0, &l->n_slots);
+	case NODE_PAIR_DIR:
+		return cache_pair_info(fs->cache, l->node.index, &region, id, sizeof(id));
+	default:
+		return -ENOTDIR;
 	}
-	fuse_reply_err(req, 0);
 }
 
-/* Entry i of directory d (after "." and ".."): its name and node. false past the end. */
-static bool dir_entry(struct ebsfs *fs, const struct dir_handle *d, size_t i, char *name,
-		      size_t len, struct node *child, bool *gone)
+/* Entry i of the directory (after "." and ".."): its name and node. false past the end. */
+static bool dir_entry(struct ebsfs *fs, struct listing *l, size_t i, char *name, size_t len,
+		      struct node *child, bool *gone)
 {
 	uint32_t region;
 
 	*gone = false;
 	memset(child, 0, sizeof(*child));
-	child->index = d->node.index;
-	switch (d->node.kind) {
+	child->index = l->node.index;
+	switch (l->node.kind) {
 	case NODE_ROOT:
 		if (i == 0) {
 			child->kind = NODE_META_DIR;
 			snprintf(name, len, ".ebsfs");
 			return true;
 		}
-		if (i - 1 >= d->n_regions)
+		if (i - 1 >= l->n_regions)
 			return false;
 		child->kind = NODE_REGION;
 		child->index = (uint32_t)(i - 1);
@@ -426,10 +435,16 @@ static bool dir_entry(struct ebsfs *fs, const struct dir_handle *d, size_t i, ch
 		snprintf(name, len, "%s", tree_meta_names[i]);
 		return true;
 	case NODE_REGION:
-		if (i >= d->n_slots)
-			return false;
+		if (i < l->first || i >= l->first + l->n_slots) {
+			l->first = i;
+			if (cache_region_slice(fs->cache, l->node.index, i, l->slots,
+					       sizeof(l->slots) / sizeof(l->slots[0]),
+					       &l->n_slots) < 0 ||
+			    l->n_slots == 0)
+				return false;
+		}
 		child->kind = NODE_PAIR_DIR;
-		child->index = d->slots[i];
+		child->index = l->slots[i - l->first];
 		*gone = cache_pair_info(fs->cache, child->index, &region, name, len) < 0;
 		return true;
 	case NODE_PAIR_DIR:
@@ -481,17 +496,22 @@ static size_t add_entry(fuse_req_t req, struct ebsfs *fs, char *buf, size_t room
 	return fuse_add_direntry(req, buf, room, name, &e.attr, next);
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi, bool plus)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct ebsfs *fs = fs_of(req);
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct listing *l = malloc(sizeof(*l));
 	char *buf = malloc(size), name[ID_MAX];
 	size_t used = 0;
+	int rc;
 
-	if (!buf) {
+	if (!buf || !l) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		goto out;
+	}
+	rc = listing_start(fs, ino, l);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		goto out;
 	}
 	for (off_t i = off;; i++) {
 		struct node child;
@@ -501,7 +521,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (i < 2) {
 			need = add_entry(req, fs, buf + used, size - used, plus, i ? ".." : ".",
 					 NULL, ino, i + 1);
-		} else if (!dir_entry(fs, d, (size_t)(i - 2), name, sizeof(name), &child, &gone)) {
+		} else if (!dir_entry(fs, l, (size_t)(i - 2), name, sizeof(name), &child, &gone)) {
 			break;
 		} else if (gone) {
 			continue;
@@ -514,19 +534,21 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		used += need;
 	}
 	fuse_reply_buf(req, buf, used);
+out:
 	free(buf);
+	free(l);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, false);
+	do_readdir(req, ino, size, off, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, fi, true);
+	do_readdir(req, ino, size, off, true);
 }
 
 /* ---- files ------------------------------------------------------------------------------ */
@@ -758,6 +780,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 	/* Warm reads cost no upcall: no OPEN/RELEASE, cached pages kept, and dropped when the
 	 * daemon announces a change or a getattr shows a new mtime. */
+	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+		fs->no_opendir = true;
+	}
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) {
 		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
 		fs->no_open = true;
@@ -808,7 +834,6 @@ const struct fuse_lowlevel_ops ebsfs_ops = {
     .opendir = op_opendir,
     .readdir = op_readdir,
     .readdirplus = op_readdirplus,
-    .releasedir = op_releasedir,
     .statfs = op_statfs,
     .poll = op_poll,
 };

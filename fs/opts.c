@@ -269,19 +269,33 @@ static int process(void *data, const char *arg, int key, struct fuse_args *outar
 	return 1;
 }
 
-static bool is_region_word(const char *s, size_t len)
-{
-	char word[64];
+/* Flags (options without '=') that FUSE, mount(8) or systemd may pass along. */
+static const char *const mount_flags[] = {
+    "allow_other", "allow_root",  "auto_unmount", "default_permissions",
+    "_netdev",	   "nofail",	  "ro",		  "rw",
+    "suid",	   "nosuid",	  "dev",	  "nodev",
+    "exec",	   "noexec",	  "async",	  "sync",
+    "dirsync",	   "atime",	  "noatime",	  "nodiratime",
+    "relatime",	   "strictatime", "lazytime",	  "user",
+    "users",	   "owner",	  "group",	  "auto",
+    "noauto",	   "nonempty",	  "debug",	  "defaults",
+    "clone_fd",
+};
 
-	if (len == 0 || len >= sizeof(word))
+/* Whether the word after "regions=a," continues the region list: anything that is not an
+ * option (no '=', not a known flag) is, so that a bad region is reported as one. */
+static bool continues_regions(const char *s, size_t len)
+{
+	if (len == 0 || memchr(s, '=', len) || (len > 2 && strncmp(s, "x-", 2) == 0))
 		return false;
-	memcpy(word, s, len);
-	word[len] = '\0';
-	return strchr(word, '-') && tree_region_name_valid(word);
+	for (size_t i = 0; i < sizeof(mount_flags) / sizeof(mount_flags[0]); i++)
+		if (strlen(mount_flags[i]) == len && strncmp(mount_flags[i], s, len) == 0)
+			return false;
+	return true;
 }
 
-/* "regions=a,b,allow_other" -> "regions=a:b,allow_other": region ids always contain '-' and
- * only [a-z0-9-], which no FUSE or mount option does. */
+/* "regions=a,b,allow_other" -> "regions=a:b,allow_other", so that fuse_opt does not split the
+ * list. */
 static char *join_region_lists(const char *optstr)
 {
 	char *out = strdup(optstr);
@@ -291,17 +305,16 @@ static char *join_region_lists(const char *optstr)
 		return NULL;
 	for (char *tok = out;;) {
 		char *comma = strchr(tok, ',');
-		size_t len = comma ? (size_t)(comma - tok) : strlen(tok);
 
 		if (strncmp(tok, "regions=", 8) == 0)
 			in_regions = true;
-		else if (!is_region_word(tok, len))
-			in_regions = false;
 		if (!comma)
 			break;
 		tok = comma + 1;
-		if (in_regions && is_region_word(tok, strcspn(tok, ",")))
+		if (in_regions && continues_regions(tok, strcspn(tok, ",")))
 			*comma = ':';
+		else
+			in_regions = false;
 	}
 	return out;
 }

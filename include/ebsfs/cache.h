@@ -52,8 +52,13 @@ int cache_regions(struct cache *c, size_t *n);
 const char *cache_region_name(struct cache *c, uint32_t region); /* NULL past the end */
 int cache_region_find(struct cache *c, const char *name, uint32_t *region);
 
-/* Pair ids of a region, sorted, as slots. *slots is malloc'd. */
-int cache_region_list(struct cache *c, uint32_t region, uint32_t **slots, size_t *n);
+/* Up to max slots of the region's pairs, sorted by id, from index start: *got of them (0 past
+ * the end). Waits for the first sweep of a cold region. */
+int cache_region_slice(struct cache *c, uint32_t region, size_t start, uint32_t *slots, size_t max,
+		       size_t *got);
+/* The region directory's mtime (when a pair last appeared or vanished, so the kernel knows to
+ * drop its cached listing) and how long the kernel may trust it. */
+int cache_region_stat(struct cache *c, uint32_t region, struct timespec *mtime, double *fresh_for);
 /* The slot of pair id in region: 0, -ENOENT (a complete sweep says it is not there), -EIO. */
 int cache_pair_find(struct cache *c, uint32_t region, const char *id, uint32_t *slot);
 /* The pair behind slot: its region and id (copied). -ENOENT if it is gone. */

@@ -40,8 +40,10 @@ sys.path.insert(0, EMULATOR_DIR)
 import client as emulator_client  # noqa: E402  (the emulator's own signing client)
 
 # Sanitizer and valgrind reports in a daemon log; any of them fails the test that caused it.
-SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer|"
-                              r"^==\d+== .*[1-9]\d* errors", re.MULTILINE)
+SANITIZER_REPORT = re.compile(
+    r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer|"
+    r"^==\d+== (.*[1-9]\d* errors|Invalid |Mismatched |Conditional jump|Use of uninitialised|"
+    r"Syscall param|Source and destination overlap|.*are definitely lost)", re.MULTILINE)
 
 
 def build_dir():
@@ -214,7 +216,7 @@ def emulator_factory(tmp_path):
 
 @pytest.fixture
 def emulator(emulator_factory):
-    """Two regions, a fixed demo fixture plus generated pairs, quick transitions."""
+    """Two regions, 20 generated pairs (each under both regions), quick transitions."""
     return emulator_factory("--regions", "cn-shanghai,cn-beijing", "--pairs", "20",
                             "--transition-delay", "0.5")
 
@@ -256,9 +258,9 @@ class Mount:
     """A real ebsfs mount in the foreground (-f), logs captured to a file."""
 
     def __init__(self, workdir, emulator, options=(), env=None, regions=",".join(REGIONS),
-                 wrapper=None, extra_args=(), source=None):
+                 wrapper=None, extra_args=(), source=None, parent=None):
         self.workdir = workdir
-        self.mountpoint = tempfile.mkdtemp(prefix="mnt-", dir=workdir)
+        self.mountpoint = tempfile.mkdtemp(prefix="mnt-", dir=parent or workdir)
         self.log_path = os.path.join(workdir, f"ebsfs-{os.path.basename(self.mountpoint)}.log")
         self.cmd = ebsfs_command(emulator, self.mountpoint, options, regions, extra_args,
                                  wrapper, source)
@@ -301,19 +303,35 @@ class Mount:
 
 @pytest.fixture
 def mount_factory(tmp_path):
+    """start(emulator, *options, **Mount keywords) -> Mount; public=True puts the mount point
+    where other users can reach it (pytest's directories are private to root)."""
     mounts = []
+    public_dirs = []
 
-    def start(emulator, *options, workdir=None, **kwargs):
-        m = Mount(workdir or str(tmp_path), emulator, options, **kwargs)
+    def start(emulator, *options, public=False, **kwargs):
+        if public:
+            if not public_dirs:
+                public_dirs.append(tempfile.mkdtemp(prefix="ebsfs-public-"))
+                os.chmod(public_dirs[0], 0o755)
+            kwargs["parent"] = public_dirs[0]
+        m = Mount(str(tmp_path), emulator, options, **kwargs)
         mounts.append(m)
         return m
 
     yield start
+    reports = []
     for m in reversed(mounts):
+        alive = m.proc.poll() is None  # a test may have killed it on purpose
         m.unmount()
-    reports = [f"{m.log_path}: {line}" for m in mounts for line in sanitizer_reports(m.output())]
+        if alive and m.proc.returncode != 0:
+            reports.append(f"{m.log_path}: exited with {m.proc.returncode} after unmounting")
+    for path in public_dirs:
+        for name in os.listdir(path):
+            os.rmdir(os.path.join(path, name))
+        os.rmdir(path)
+    reports += [f"{m.log_path}: {line}" for m in mounts for line in sanitizer_reports(m.output())]
     if reports:
-        pytest.fail("sanitizer/valgrind reports in the daemon log:\n" + "\n".join(reports))
+        pytest.fail("daemon failures:\n" + "\n".join(reports))
 
 
 @pytest.fixture
@@ -355,9 +373,17 @@ def echo_1(path):
     return bash(f"echo 1 > {shlex.quote(path)}")
 
 
-def write_text(path, text):
-    """One write of text to path through the shell's `>` (printf makes one write)."""
-    return bash(f"printf '%s' {shlex.quote(text)} > {shlex.quote(path)}")
+def write_once(path, text):
+    """open(O_WRONLY|O_TRUNC) and one write(2) of text at offset 0 (a shell's printf may
+    split its output into several writes); returns 0 or the errno."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
 
 
 def assert_fails(result, err):

@@ -1,7 +1,9 @@
 """API economy and the describe cache (DESIGN.md sections 1 and 4), measured from the
 emulator's counters and request log: what a mount, a find, a crowd of readers and a refresh
 cost, how soon a change shows, mtime and poll(2), and stale values while the API fails."""
+import errno
 import os
+import re
 import select
 import shlex
 import threading
@@ -41,9 +43,9 @@ def sweeps(emu):
 
 def cat_every_file(top):
     """find TOP -type f ! -name progress -exec cat: every value but the costly one."""
-    out = sh(f"find {shlex.quote(top)} -type f ! -name progress -exec cat {{}} + | wc -l")
+    out = sh(f"find {shlex.quote(top)} -type f ! -name progress -exec cat {{}} +")
     assert out.returncode == 0, out.stderr
-    return int(out.stdout)
+    return out.stdout
 
 
 # ---- what things cost -------------------------------------------------------------------
@@ -70,16 +72,19 @@ def test_cold_find_and_read_all_of_1000_pair_dirs_is_four_calls(emulator_factory
 
     found = sh(f"find {mnt.mountpoint} -type f ! -name progress | wc -l")
     assert int(found.stdout) == 3 + 2 * 500 * (len(STATE_FILES) - 1 + 4)
-    lines = cat_every_file(mnt.mountpoint)
-    assert lines > 2 * 500 * (len(STATE_FILES) - 1)
+    values = cat_every_file(mnt.mountpoint)
+    assert values.count("\n") > 2 * 500 * (len(STATE_FILES) - 1)
 
     # one sweep per region and view, each a single MaxResults=500 page (250 pairs a view)
     assert emu.counters()["calls"] == {"DescribeDiskReplicaPairs": 4}
     assert sweeps(emu) == [(BJ, "backup", "", "500"), (BJ, "production", "", "500"),
                            (SH, "backup", "", "500"), (SH, "production", "", "500")]
 
-    # warm: the same again costs nothing within cache_ttl
-    assert cat_every_file(mnt.mountpoint) == lines
+    # warm: the same again costs nothing within cache_ttl (a sample of pairs: reading is slow)
+    assert sh(f"find {mnt.mountpoint} -type f ! -name progress | wc -l").stdout == found.stdout
+    for region in (SH, BJ):
+        for pair_id in sorted(os.listdir(mnt.path(region)))[::25]:
+            assert cat_every_file(mnt.path(region, pair_id)) in values
     assert time.monotonic() - started < ttl, "too slow to tell: the cache expired meanwhile"
     assert emu.counters()["total"] == 4
 
@@ -94,27 +99,25 @@ def test_one_region_takes_every_page_and_shows_each_pair_once(emulator_factory,
     assert len(names) == len(set(names)) == 600
     pages = sweeps(emu)
     assert len(pages) == 4
-    assert [p[:2] for p in pages if p[2] is None] == [(SH, "backup"), (SH, "production")]
+    assert [p[:2] for p in pages if not p[2]] == [(SH, "backup"), (SH, "production")]
     assert sorted(p[1] for p in pages if p[2]) == ["backup", "production"]
     assert {mnt.read(SH, n, "site") for n in names[::50]} == {"production\n"}
 
 
 def test_concurrent_cold_readers_share_one_sweep(emulator, mount_factory):
-    pair_id = emulator.source_pairs(SH)[0]
+    pair_id = emulator.source_pairs(SH, status="normal")[0]
     emulator.reset()
     # every describe page answers after 300 ms, so that all readers arrive during the sweep
     emulator.fault("latency", "DescribeDiskReplicaPairs", -1, 300)
     mnt = mount_factory(emulator, "cache_ttl=2")
     path = mnt.path(SH, pair_id, "status")
 
-    results = concurrent_reads(path, 32)
-    status = emulator.pair(pair_id)["Status"] + "\n"
-    assert results == [status] * 32
+    assert concurrent_reads(path, 32) == ["normal\n"] * 32
     assert emulator.counters()["calls"] == {"DescribeDiskReplicaPairs": 2}
 
     # an expired region too: one refresh for the crowd
     time.sleep(2.2)  # cache_ttl: expiry is a matter of time only
-    assert concurrent_reads(path, 32) == [status] * 32
+    assert concurrent_reads(path, 32) == ["normal\n"] * 32
     assert emulator.counters()["calls"] == {"DescribeDiskReplicaPairs": 4}
 
 
@@ -140,20 +143,20 @@ def test_regions_are_asked_once_on_first_access(emulator_factory, mount_factory)
     assert emu.calls("DescribeRegions") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG ops.c: no .open handler answering ENOSYS, so "
-                   "libfuse answers OPEN itself without keep_cache: every warm cat costs "
-                   "OPEN+READ+RELEASE upcalls and the kernel drops the cached pages")
 def test_warm_reads_make_no_upcall(emulator, mount_factory):
+    """A warm cat is served by the kernel: no OPEN, READ or RELEASE reaches the daemon."""
     pair_id = emulator.source_pairs(SH)[0]
     mnt = mount_factory(emulator, "cache_ttl=60", extra_args=("-d",))
-    path = mnt.path(SH, pair_id, "name")
     expected = mnt.read(SH, pair_id, "name")
-    wait_for(lambda: "RELEASE" in mnt.output(), timeout=bound(5), what="the first read to end")
+    path = mnt.path(SH, pair_id, "name")
+    assert sh(f"cat {path}").stdout == expected
+    time.sleep(0.2)  # libfuse's debug lines of the cold reads, written by now
     before = len(mnt.output())
     for _ in range(3):
         assert sh(f"cat {path}").stdout == expected
-    time.sleep(0.2)  # let libfuse write its debug lines, if any
-    upcalls = [line for line in mnt.output()[before:].splitlines() if "opcode:" in line]
+    time.sleep(0.2)  # and of the warm ones, if any
+    upcalls = [line for line in mnt.output()[before:].splitlines()
+               if re.search(r"opcode: (OPEN|READ|RELEASE) ", line)]
     assert upcalls == []
 
 
@@ -199,6 +202,17 @@ def test_values_are_cached_for_the_ttl_and_refresh_drops_them(emulator, mount_fa
     assert emulator.calls("DescribeDiskReplicaPairProgress") == 1
     assert mnt.stats()["control_writes_refresh_ok"] == "1"
     assert "action=refresh outcome=ok" in mnt.output()
+
+
+def test_refresh_says_when_the_sweep_failed(emulator, mount_factory):
+    mnt = mount_factory(emulator, "retries=1")
+    os.listdir(mnt.path(SH))
+    emulator.fault("http500", "DescribeDiskReplicaPairs", -1)
+    assert_fails(echo_1(mnt.path(".ebsfs", "refresh")), 5)  # EIO
+    stats = mnt.stats()
+    assert stats["control_writes_refresh_EIO"] == "1"
+    assert stats["region.cn-shanghai.stale"] == "1"
+    assert len(os.listdir(mnt.path(SH))) == 20  # the previous values are still served
 
 
 def test_refresh_accepts_only_1(emulator, mount_factory):
@@ -280,12 +294,9 @@ def test_stale_value_is_served_while_the_api_fails(emulator, mount_factory, faul
         == ("0", "ok")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cache.c region_ready_locked: every FUSE request "
-                   "on an expired region waits STALE_WAIT_MS (1 s) while a sweep hangs, so one "
-                   "cat waits ~3 s and ls -l ~7 s behind a hung API (DESIGN: never blocked)")
 def test_stale_reads_are_not_held_up_by_a_hung_sweep(emulator, mount_factory):
     pair_id = emulator.source_pairs(SH, status="normal")[0]
-    mnt = mount_factory(emulator, "cache_ttl=1", "timeout=10")
+    mnt = mount_factory(emulator, "cache_ttl=1", "timeout=5")
     pair_dir = mnt.path(SH, pair_id)
     assert bash(f"ls -l {pair_dir}").returncode == 0
     emulator.fault("hang", "DescribeDiskReplicaPairs", -1)
@@ -314,6 +325,102 @@ def test_never_fetched_region_reads_eio_while_the_api_fails(emulator, mount_fact
     emulator.clear_faults()
     wait_for(lambda: bash(f"cat {mnt.path(SH, pair_id, 'status')}").returncode == 0,
              timeout=bound(6), interval=0.2, what="the region to load once the API is back")
+
+
+# ---- everything at once ----------------------------------------------------------------------
+
+def test_readers_writers_and_refreshes_at_once_leave_the_daemon_sound(emulator, mount_factory):
+    """A few seconds of concurrent cats, finds, control writes and refreshes, for the
+    sanitizer builds as much as for the results: the daemon stays up and every request is
+    answered with a value or an errno the contract names. Values that are not whole (a torn
+    read) make the test xfail with what was seen: a known race, not reproducible at will."""
+    ids = emulator.source_pairs(SH, status="normal")
+    mnt = mount_factory(emulator, "cache_ttl=1", "max_rps=1000")
+    deadline = time.monotonic() + bound(4)
+    failures, torn = [], []
+
+    def loop(body):
+        while time.monotonic() < deadline and not failures:
+            try:
+                body()
+            except Exception as e:  # reported below, in the test's thread
+                failures.append(repr(e))
+
+    def reader(i):
+        def body():
+            for name in ("status", "pair.json", "tags", "site"):
+                where = (BJ if i % 2 else SH, ids[i], name)
+                try:
+                    value = mnt.read(*where)
+                except FileNotFoundError:
+                    torn.append((where, "ENOENT"))  # see test_pair_stays_visible_...
+                    continue
+                if value and (not value.endswith("\n") or "\0" in value):
+                    torn.append((where, value))
+        return body
+
+    def actor():
+        pair_id = ids[int(time.monotonic() * 10) % len(ids)]
+        name = ("stop", "start", "failover", "reprotect")[int(time.monotonic()) % 4]
+        result = echo_1(mnt.path(SH, pair_id, name))
+        assert result.returncode == 0 or os.strerror(errno.EBUSY) in result.stderr, result
+
+    def refresher():
+        assert echo_1(mnt.path(".ebsfs", "refresh")).returncode == 0
+
+    def finder():
+        found = sh(f"find {mnt.mountpoint} -name status -exec cat {{}} +")
+        errors = found.stderr.splitlines()
+        assert all(os.strerror(errno.ENOENT) in e for e in errors), found.stderr
+        torn.extend(("find", e) for e in errors)
+
+    bodies = [reader(i) for i in range(6)] + [actor, actor, refresher, finder]
+    threads = [threading.Thread(target=loop, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert mnt.proc.poll() is None
+    assert int(mnt.stats()["control_writes_refresh_ok"]) >= 1
+    if torn:
+        pytest.xfail(f"BUG torn or missing values under concurrent updates: {torn[:5]}")
+
+
+def test_sweep_started_before_an_action_does_not_undo_its_refresh(emulator, mount_factory):
+    """A sweep fetches its production page, the user stops the pair, the sweep's backup page
+    comes back: the pre-action record must not replace the post-action one."""
+    pair_id = emulator.source_pairs(SH, status="normal")[0]
+    emulator.config(transition_delay=60)  # stopping stays stopping
+    mnt = mount_factory(emulator, "cache_ttl=60", regions=SH)
+    assert mnt.read(SH, pair_id, "status") == "normal\n"
+    # each page of the next sweep answers a second late: production is read at +1 s
+    # (before the stop), backup at +2 s
+    emulator.fault("latency", "DescribeDiskReplicaPairs", 2, 1000)
+    refresh = threading.Thread(target=echo_1, args=(mnt.path(".ebsfs", "refresh"),))
+    refresh.start()
+    time.sleep(1.3)  # between the two pages, by the emulator's clock
+    assert echo_1(mnt.path(SH, pair_id, "stop")).returncode == 0
+    refresh.join()
+    assert emulator.pair(pair_id)["Status"] == "stopping"
+    assert mnt.read(SH, pair_id, "status") == "stopping\n"
+
+
+def test_pair_stays_visible_while_it_reverses(emulator, mount_factory):
+    """Reprotect reverses the pair between the two pages of a sweep of its destination
+    region: it leaves the backup view and enters the production view, and must not be
+    taken for deleted."""
+    pair_id = emulator.source_pairs(SH)[0]
+    emulator.set_pair(pair_id, status="failovered")
+    mnt = mount_factory(emulator, "cache_ttl=60", regions=BJ)
+    assert mnt.read(BJ, pair_id, "site") == "backup\n"
+    emulator.config(transition_delay=1.5)  # reversed 1.5 s after the write
+    assert echo_1(mnt.path(BJ, pair_id, "reprotect")).returncode == 0
+    # production page read at +1 s (not reversed yet), backup page at +2 s (reversed)
+    emulator.fault("latency", "DescribeDiskReplicaPairs", 2, 1000)
+    assert echo_1(mnt.path(".ebsfs", "refresh")).returncode == 0
+    assert emulator.pair(pair_id)["SourceRegion"] == BJ
+    assert mnt.read(BJ, pair_id, "status") == "stopped\n"
 
 
 # ---- poll(2) --------------------------------------------------------------------------------
@@ -361,9 +468,20 @@ def test_poll_wakes_when_the_value_changes(emulator, mount_factory):
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cache.c/notify.c: nothing sweeps a region for a "
-                   "poller, so poll(2) on a state file never wakes unless another process "
-                   "happens to read the same region after cache_ttl")
+def test_long_lived_descriptor_reads_the_whole_new_value(emulator, mount_factory):
+    pair_id = emulator.source_pairs(SH, status="normal")[0]
+    mnt = mount_factory(emulator, "cache_ttl=1")
+    fd = os.open(mnt.path(SH, pair_id, "status"), os.O_RDONLY)
+    try:
+        assert os.read(fd, 4096) == b"normal\n"
+        emulator.set_pair(pair_id, status="stopped")
+        time.sleep(1.2)  # cache_ttl: the next read finds the region expired
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 4096) == b"stopped\n"
+    finally:
+        os.close(fd)
+
+
 def test_poll_wakes_without_other_readers(emulator, mount_factory):
     pair_id = emulator.source_pairs(SH, status="normal")[0]
     mnt = mount_factory(emulator, "cache_ttl=1")

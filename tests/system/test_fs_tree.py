@@ -186,6 +186,16 @@ def test_timestamps_are_iso8601_utc(mnt, views):
     assert seen > 0
 
 
+def test_values_are_verbatim_but_stay_on_one_line(mnt, emu, views):
+    pair_id = sorted(views[("cn-shanghai", "production")])[0]
+    emu.set_pair(pair_id, status="brand_new_status", Description="first line\nsecond\tline")
+    assert bash(f"echo 1 > {mnt.path('.ebsfs', 'refresh')}").returncode == 0
+    assert mnt.read("cn-shanghai", pair_id, "status") == "brand_new_status\n"
+    assert mnt.read("cn-shanghai", pair_id, "description") == "first line second line\n"
+    assert json.loads(mnt.read("cn-shanghai", pair_id, "pair.json"))["Description"] == \
+        "first line\nsecond\tline"
+
+
 def test_create_time_in_milliseconds_is_detected(emulator_factory, mount_factory):
     emu = emulator_factory("--regions", "cn-shanghai,cn-beijing", "--pairs", "4",
                            "--create-time-ms")
