@@ -330,7 +330,7 @@ def pair_dirs(mount, region):
 # ---- 3. API economy (first: it needs cold mounts) --------------------------------------------
 
 def fig_economy(a, work, emu500):
-    ttl = 60
+    ttl = 600
     emu500.reset()
     m = Mount(a.build_dir, work, emu500, ["cache_ttl=%d" % ttl])
     t0 = time.monotonic()

@@ -3,7 +3,7 @@
 # docs/performance.md, a table, then cleanup (bench.py stops what it started by PID,
 # unmounts with fusermount3 -u and removes its temporary directories, even when interrupted).
 #
-#     bench/run.sh [--quick] [--json FILE] [--only economy,read,tree,memory,control,notify,stock]
+#     bench/run.sh [--quick] [--json FILE] [--only economy,read,tree,memory,control,notify]
 #
 # Needs /dev/fuse and fusermount3; traffic stays on 127.0.0.1. About 4 minutes on 2 cores.
 set -euo pipefail

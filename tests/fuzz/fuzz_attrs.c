@@ -8,16 +8,9 @@
 
 #include "ebsfs/attrs.h"
 #include "ebsfs/ebs.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static void render_one(const struct attr_def *a, const struct ebs_pair *p, size_t small)
 {

@@ -8,16 +8,9 @@
 #include <string.h>
 
 #include "ebsfs/ebs.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 /* A field of struct ebs_error is a NUL-terminated, control-character-free string. */
 static void check_error_field(const char *s, size_t size)
