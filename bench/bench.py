@@ -703,6 +703,9 @@ def fig_control(a, work, emu):
     times, errors = [], []
     emu.reset()
     for i in range(n + 2):  # two untimed first: connections, caches
+        # Writes of one action on one pair within 200 ms of a call join it (racing writers,
+        # serialised by the kernel): space them out, untimed.
+        time.sleep(0.25)
         emu.set_pair(pid, status="stopped")
         fd = os.open(ctl, os.O_WRONLY)
         try:

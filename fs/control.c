@@ -40,7 +40,7 @@ struct inflight {
 	char region[64]; /* where the call was sent */
 };
 
-#define JOIN_WINDOW_MS 1000
+#define JOIN_WINDOW_MS 200
 
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t inflight_cond = PTHREAD_COND_INITIALIZER;
