@@ -94,7 +94,9 @@ bool tree_region_name_valid(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (n < 2 || n > 63 || name[0] < 'a' || name[0] > 'z' || name[n - 1] == '-')
+	/* Every region id has a '-' (cn-shanghai, us-east-1): a bare word is a mistyped option. */
+	if (n < 2 || n > 63 || name[0] < 'a' || name[0] > 'z' || name[n - 1] == '-' ||
+	    !strchr(name, '-'))
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];

@@ -36,7 +36,8 @@ bool tree_node(uint64_t ino, struct node *out);
 extern const char *const tree_meta_names[META_COUNT];
 /* The meta file called name, or -1. */
 int tree_meta_find(const char *name);
-/* Valid region id: lower-case letters, digits and '-', starting with a letter, 2..63 chars. */
+/* Valid region id: lower-case letters, digits and '-' (at least one), starting with a letter,
+ * 2..63 chars. */
 bool tree_region_name_valid(const char *name);
 
 #endif

@@ -390,3 +390,7 @@ def assert_fails(result, err):
     """The command failed and said why with errno err's text."""
     assert result.returncode != 0, result
     assert os.strerror(err) in result.stderr, result
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "soak: the bounded soak test (EBSFS_SOAK_SECONDS)")

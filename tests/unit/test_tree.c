@@ -194,13 +194,14 @@ static void region_names(void **state)
 	    {"us-west-1", true},
 	    {"eu-central-1", true},
 	    {"cn-beijing", true},
-	    {"ab", true},
-	    {"a1", true},
 	    {"a-b", true},
-	    {"x123456789012345678901234567890123456789012345678901234567890ab", true}, /* 63 */
+	    {"a1-2", true},
+	    {"x12345678901234567890123456789012345678901234567890123456789-ab", true}, /* 63 */
+	    {"ab", false}, /* no '-': a mistyped option, not a region */
+	    {"nosuchoption", false},
 	    {"", false},
 	    {"a", false},
-	    {"x123456789012345678901234567890123456789012345678901234567890abc", false}, /* 64 */
+	    {"x12345678901234567890123456789012345678901234567890123456789-abc", false}, /* 64 */
 	    {"Cn-shanghai", false},
 	    {"cn-Shanghai", false},
 	    {"1cn-shanghai", false},
