@@ -984,7 +984,7 @@ static void *renew_main(void *arg)
 		c->retry_after = 0;
 		log_debug("credentials: ECS RAM role session renewed in the background");
 	} else {
-		log_warn("credentials: renewing the ECS RAM role session failed (%s); using the "
+		log_warn("credentials: refreshing the ECS RAM role session failed (%s); using the "
 			 "current one until it expires",
 			 reason);
 		c->retry_after = time(NULL) + REFRESH_RETRY_S;

@@ -67,6 +67,14 @@ def read_back(path):
         return f.read()
 
 
+def bounded_stats(mount, seconds):
+    """.ebsfs/stats as {name: value string}, read by a child that must finish within seconds:
+    a deadlocked daemon fails the caller instead of hanging it."""
+    out = subprocess.run(["cat", mount.path(".ebsfs", "stats")], capture_output=True,
+                         text=True, timeout=seconds, check=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
 def audit_records(log_text):
     """The control-write audit lines of a daemon log, in order, as dicts."""
     keys = ("uid", "pid", "comm", "region", "pair", "action", "client_token", "request_id",
@@ -85,10 +93,10 @@ def alive(mount):
 # ---- the emulator's side -------------------------------------------------------------------
 
 def faults_served(emu):
-    """How many requests the emulator answered with an injected fault (its --log file keeps
-    them across /_admin/reset)."""
+    """How many requests the emulator answered with an injected fault: its --log file (one
+    JSON object a line, kept across /_admin/reset) gives those a "fault" key."""
     with open(emu.log_path) as f:
-        return sum(1 for line in f if "fault" in json.loads(line))
+        return sum(1 for line in f if '"fault": ' in line)
 
 
 def mutating_calls(emu):
@@ -104,8 +112,9 @@ class Figures:
     def __init__(self, section):
         self.section = section
         self.lock = threading.Lock()
-        self.values = {"tests": 0, "faults_injected": 0, "faults_survived": 0, "reads_served_stale": 0,
-                       "reads_under_faults": 0, "max_read_latency_under_faults_s": 0.0}
+        self.values = {"tests": 0, "faults_injected": 0, "faults_survived": 0,
+                       "reads_served_stale": 0, "reads_under_faults": 0,
+                       "max_read_latency_under_faults_s": 0.0}
 
     def add(self, name, n):
         with self.lock:
@@ -197,11 +206,36 @@ def sanitized(binary):
     return "libasan" in ldd.stdout
 
 
-def as_nobody(argv, **kwargs):
-    """Runs argv as uid/gid 65534 with no supplementary groups."""
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                           "--clear-groups"] + list(argv),
-                          capture_output=True, text=True, timeout=60, **kwargs)
+def as_nobody(argv, groups=()):
+    """Runs argv as uid/gid 65534, with groups as its only supplementary groups."""
+    extra = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", extra]
+                          + list(argv), capture_output=True, text=True, timeout=60)
+
+
+# Prints the errno of opening argv[1] for writing (0 when allowed) and, when it opens, of
+# writing "1\n" to it: the control-file probe of another user.
+ERRNO_PROBE = """
+import os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+except OSError as e:
+    print(e.errno, "-")
+    sys.exit(0)
+try:
+    os.write(fd, b"1\\n")
+    print(0, 0)
+except OSError as e:
+    print(0, e.errno)
+"""
+
+
+def write_as_nobody(path, groups=()):
+    """(errno of the open, errno of the write or None) of `echo 1 > path` by uid 65534."""
+    proc = as_nobody(["/usr/bin/python3", "-c", ERRNO_PROBE, path], groups)
+    assert proc.returncode == 0, proc
+    opened, wrote = proc.stdout.split()
+    return int(opened), None if wrote == "-" else int(wrote)
 
 
 # ---- TLS -----------------------------------------------------------------------------------

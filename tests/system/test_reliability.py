@@ -16,13 +16,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import pytest
 
 from conftest import bound, ebsfs_binary, wait_for
-from faultutil import (Figures, alive, audit_records, clear_mounts, control_write,
-                       errname, faults_served, first_pair, mounts_at, read_back, read_state,
-                       remount, rss_kib, sanitized, save_figures, stat_errno, timed_write)
+from faultutil import (Figures, alive, audit_records, bounded_stats, clear_mounts,
+                       control_write, errname, faults_served, first_pair, mounts_at, read_back,
+                       read_state, remount, rss_kib, sanitized, save_figures, stat_errno,
+                       timed_write)
 
 SH = "cn-shanghai"
 PAIRS = 20                      # the conftest emulator: 20 pairs, each seen by both regions
@@ -31,7 +33,9 @@ STOP = "StopDiskReplicaPair"
 TIMEOUT = 2                     # -o timeout of the mounts that meet hangs
 MARGIN = 2.0                    # what a blocked operation may take beyond the timeout
 BLOCKED_BOUND = bound(TIMEOUT + MARGIN)
-STALE_BOUND = bound(1.5)        # cache.c waits STALE_WAIT_MS (1 s) before serving stale
+# cache.c waits STALE_WAIT_MS (1 s) before serving stale. Not stretched by EBSFS_TIME_SCALE:
+# what it tells apart is one wait from two, which a slower build does not change.
+STALE_BOUND = 1.5
 CONTROL_FILES = ("reprotect", "failover", "start", "stop")
 ACTIONS = {"reprotect": "ReprotectDiskReplicaPair", "failover": "FailoverDiskReplicaPair",
            "start": "StartDiskReplicaPair", "stop": STOP}
@@ -44,27 +48,24 @@ FIGURES = Figures("faults")
 
 # Daemon bugs these tests expose (strict xfail: the test turns red once the bug is fixed).
 NONCE_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG http.c/ebs.c: when a reused keep-alive connection dies before any answer, libcurl "
-    "re-sends the same signed request ('Connection died, retrying a fresh connect') with the "
-    "same SignatureNonce; the API answers SignatureNonceUsed, which ebs.c maps to EACCES and "
-    "never retries: the write fails EACCES (after drop_after_action the action WAS applied) "
-    "and the sweep fails instead of retrying"))
-STALE_WAIT_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG cache.c region_ready_locked: each FUSE request of one cat (lookup, read) waits "
-    "STALE_WAIT_MS anew for the same hung sweep: ~2 s before the stale value"))
+    "BUG ebs.c classify_answer: libcurl resends a request unchanged when its reused "
+    "connection died before any answer, and the API refuses the copy (SignatureNonceUsed); "
+    "ebs.c re-signs only once per call, so a second lost connection in the same call ends "
+    "it with SignatureNonceUsed: EACCES for a write whose action was applied"))
+NONCE_CODE_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "BUG ebs.c classify_answer: a sweep failing on dropped connections reports "
+    "SignatureNonceUsed (libcurl's resend, refused) in .ebsfs/stats, not the transport "
+    "failure: an operator is sent after clocks and keys for a network fault"))
 PROGRESS_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG cache.c progress_locked: a failed progress fetch leaves progress_at as it was, so "
-    "each FUSE request of one cat (lookup, getattr, read) fetches again and waits the whole "
-    "-o timeout: ~9 s with timeout=2 before the stale value"))
-REFRESH_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG control.c call_api: after an accepted action cache_refresh_pair() describes the pair "
-    "in every loaded region in turn, each call bounded only by -o timeout, so an accepted "
-    "write is held regions x timeout longer when describe hangs"))
-REMOUNT_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG main.c clear_dead_mount: stat() of the dead mount point is answered from the "
-    "kernel's attribute cache for cache_ttl s after the daemon died, so a restart within that "
-    "window mounts on top of the dead mount, which resurfaces (ENOTCONN) after the next "
-    "unmount; statfs() is never cached and gives ENOTCONN at once"))
+    "BUG cache.c progress_locked: progress_retry = now + 2 s with `now` taken before the "
+    "fetch that just waited the whole -o timeout, so no back-off is left when it is set, and "
+    "progress's attributes expire at once: LOOKUP and each of the 5 GETATTRs of one cat "
+    "fetch again, ~15 s with timeout=2 before the stale value"))
+AUTO_UNMOUNT_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "BUG ops.c op_init/op_opendir (no-opendir: OPENDIR answered ENOSYS): fusermount3's "
+    "auto_unmount helper unmounts only if open(mountpoint) fails with ENOTCONN once the "
+    "daemon is gone; with no-opendir the kernel opens the directory without the daemon, "
+    "so after kill -9 the dead mount stays"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,7 +90,8 @@ class Rig:
 
 @pytest.fixture
 def rig(emulator, mount_factory):
-    """Counts the faults served and the stale reads; fails the test if a daemon died."""
+    """Counts the faults served and the stale reads; fails the test if a daemon died or no
+    longer answers within a bound."""
     r = Rig(emulator, mount_factory)
     yield r
     emulator.clear_faults()
@@ -99,21 +101,21 @@ def rig(emulator, mount_factory):
     FIGURES.add("faults_injected", injected)
     if not dead:
         FIGURES.add("faults_survived", injected)
-    for m in r.mounts:
-        if alive(m):
-            FIGURES.add("reads_served_stale", int(m.stats()["reads_stale"]))
     assert not dead, "daemon died: " + "\n".join(m.output() for m in dead)
+    for m in r.mounts:
+        FIGURES.add("reads_served_stale", int(bounded_stats(m, bound(10))["reads_stale"]))
 
 
-def timed_read(path, bound):
-    """read_state, counted in the figures and held to bound seconds."""
+def timed_read(path, limit):
+    """read_state, counted in the figures and held to limit seconds."""
     data, err, took = read_state(path)
     FIGURES.read_took(took)
-    assert took <= bound, f"reading {path} took {took:.2f} s (bound {bound} s)"
+    assert took <= limit, f"reading {path} took {took:.2f} s (limit {limit} s)"
     return data, err
 
 
-def timed_listdir(path, bound):
+def timed_listdir(path, limit):
+    """os.listdir, counted in the figures and held to limit seconds: (names, errno, took)."""
     start = time.monotonic()
     try:
         names, err = os.listdir(path), 0
@@ -121,7 +123,7 @@ def timed_listdir(path, bound):
         names, err = None, e.errno
     took = time.monotonic() - start
     FIGURES.read_took(took)
-    assert took <= bound, f"listing {path} took {took:.2f} s (bound {bound} s)"
+    assert took <= limit, f"listing {path} took {took:.2f} s (limit {limit} s)"
     return names, err, took
 
 
@@ -140,6 +142,19 @@ def warm_pair(rig, *options, regions=(SH,)):
     return m, pair
 
 
+def wait_sweep_outcome(m, code):
+    """Waits for cn-shanghai's last sweep to have failed with code."""
+    deadline = time.monotonic() + BLOCKED_BOUND
+    while (seen := m.stats()[f"region.{SH}.last_sweep_outcome"]) != code:
+        assert time.monotonic() < deadline, f"the last sweep ended {seen}, not {code}"
+        time.sleep(0.05)
+
+
+def marked(cases, marks):
+    """cases as pytest params, those whose fault kind is in marks carrying its mark."""
+    return [pytest.param(*case, marks=marks.get(case[0], ())) for case in cases]
+
+
 # ---- reads ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["http500", "http503", "http504", "last_token_processing",
@@ -147,7 +162,7 @@ def warm_pair(rig, *options, regions=(SH,)):
 def test_read_is_retried_through_a_burst(rig, kind):
     m = rig.mount()
     rig.emu.fault(kind, DESCRIBE, count=2)
-    names, err, _ = timed_listdir(m.path(SH), bound=bound(10))
+    names, err, _ = timed_listdir(m.path(SH), limit=bound(10))
     assert err == 0 and len(names) == PAIRS
     # two views, plus the two failed attempts of the first
     assert by_code(rig.emu, DESCRIBE) == {FAULT_CODES[kind]: 2, "OK": 2}
@@ -157,7 +172,7 @@ def test_read_is_retried_through_a_burst(rig, kind):
 def test_read_honours_throttling_time_left(rig):
     m = rig.mount()
     rig.emu.fault("throttle", DESCRIBE, count=1, arg=1500)
-    names, err, took = timed_listdir(m.path(SH), bound=bound(10))
+    names, err, took = timed_listdir(m.path(SH), limit=bound(10))
     assert err == 0 and len(names) == PAIRS
     log = rig.emu.requests(DESCRIBE)
     assert [e["code"] for e in log] == ["Throttling.User", None, None]
@@ -168,7 +183,7 @@ def test_read_honours_throttling_time_left(rig):
 def test_read_waits_out_latency(rig):
     m = rig.mount()
     rig.emu.fault("latency", DESCRIBE, count=-1, arg=400)
-    names, err, took = timed_listdir(m.path(SH), bound=bound(10))
+    names, err, took = timed_listdir(m.path(SH), limit=bound(10))
     assert err == 0 and len(names) == PAIRS
     assert took >= 0.8, "two describe calls of 400 ms each cannot take less"
     assert by_code(rig.emu, DESCRIBE) == {"OK": 2}, "a slow answer is not a failure"
@@ -184,38 +199,31 @@ STANDING = [("hang", "Transport.Timeout"), ("malformed", "MalformedResponse"),
 def test_cold_read_fails_with_eio_within_the_timeout(rig, kind, code):
     m = rig.mount(f"timeout={TIMEOUT}")
     rig.emu.fault(kind, DESCRIBE, count=-1)
-    names, err, _ = timed_listdir(m.path(SH), bound=BLOCKED_BOUND)
+    names, err, _ = timed_listdir(m.path(SH), limit=BLOCKED_BOUND)
     assert errname(err) == "EIO"
-    wait_for(lambda: m.stats()[f"region.{SH}.last_sweep_outcome"] == code,
-             timeout=BLOCKED_BOUND, what=f"the sweep to fail with {code}")
+    wait_sweep_outcome(m, code)
     assert m.stats()[f"region.{SH}.stale"] == "0", "nothing was ever loaded"
-
-
-def marked(cases, marks):
-    """cases as pytest params, those whose fault kind is in marks carrying its mark."""
-    return [pytest.param(*case, marks=marks.get(case[0], ())) for case in cases]
 
 
 # Warm reads meet a reused keep-alive connection, which a cold read never does.
 @pytest.mark.parametrize("kind,code", marked(STANDING, {
-    "hang": STALE_WAIT_BUG, "drop": NONCE_BUG, "reset": NONCE_BUG}))
+    "drop": NONCE_CODE_BUG, "reset": NONCE_CODE_BUG}))
 def test_warm_reads_are_served_stale(rig, kind, code):
     m = rig.mount(f"timeout={TIMEOUT}", "cache_ttl=1")
     pair = first_pair(m)
     status = m.path(SH, pair, "status")
-    before, err = timed_read(status, bound=BLOCKED_BOUND)
+    before, err = timed_read(status, limit=BLOCKED_BOUND)
     assert err == 0
     time.sleep(1.2)                 # past cache_ttl
     rig.emu.fault(kind, DESCRIBE, count=-1)
     for _ in range(3):
-        value, err = timed_read(status, bound=STALE_BOUND)
+        value, err = timed_read(status, limit=STALE_BOUND)
         assert (value, err) == (before, 0)
-    wait_for(lambda: m.stats()[f"region.{SH}.last_sweep_outcome"] == code,
-             timeout=BLOCKED_BOUND, what=f"the sweep to fail with {code}")
+    wait_sweep_outcome(m, code)
     stats = m.stats()
     assert stats[f"region.{SH}.stale"] == "1"
     assert int(stats["reads_stale"]) >= 1
-    value, err = timed_read(status, bound=STALE_BOUND)
+    value, err = timed_read(status, limit=STALE_BOUND)
     assert (value, err) == (before, 0)
 
 
@@ -223,31 +231,46 @@ def test_warm_reads_are_served_stale(rig, kind, code):
 def test_stale_progress_is_not_blocked_behind_a_hang(rig):
     m = rig.mount(f"timeout={TIMEOUT}", "cache_ttl=1")
     progress = m.path(SH, first_pair(m), "progress")
-    before, err = timed_read(progress, bound=BLOCKED_BOUND)
+    before, err = timed_read(progress, limit=BLOCKED_BOUND)
     assert err == 0
     time.sleep(1.2)
     rig.emu.fault("hang", "*", count=-1)
-    value, err = timed_read(progress, bound=STALE_BOUND)
+    value, err = timed_read(progress, limit=STALE_BOUND)
     assert (value, err) == (before, 0)
+
+
+def test_pair_stays_while_a_sweep_straddles_its_reprotect(rig):
+    """The production view is taken before the reprotect settles, the backup view after it:
+    the pair, seen by cn-shanghai as its backup site, is in neither answer."""
+    pair = rig.emu.source_pairs("cn-beijing", status="failovered")[0]
+    m = rig.mount("cache_ttl=30")
+    status = m.path(SH, pair, "status")
+    assert read_state(status)[:2] == ("failovered\n", 0)
+    rig.emu.config(transition_delay=1.5)
+    assert control_write(m.path(SH, pair, "reprotect")) == 0
+    rig.emu.fault("latency", DESCRIBE, count=2, arg=1000)   # views at +1 s and +2 s
+    assert control_write(m.path(".ebsfs", "refresh"), b"1") == 0
+    assert read_state(status)[:2] == ("stopped\n", 0)
 
 
 # ---- control writes ------------------------------------------------------------------------
 
-# kind, count, arg, errno of the write, attempts the emulator sees, actions applied
+# kind, count, arg, errno of the write, attempts of the daemon, actions applied
 WRITES = [
     ("http500", 2, None, 0, 3, 1),
     ("http503", 2, None, 0, 3, 1),
     ("http504", 2, None, 0, 3, 1),
     ("last_token_processing", 1, None, 0, 2, 1),
-    pytest.param("drop", 1, None, 0, 2, 1, marks=NONCE_BUG),
-    pytest.param("reset", 1, None, 0, 2, 1, marks=NONCE_BUG),
+    ("drop", 1, None, 0, 2, 1),
+    ("reset", 1, None, 0, 2, 1),
     pytest.param("drop_after_action", 2, None, 0, 3, 1, marks=NONCE_BUG),
     ("truncated", 1, None, 0, 2, 1),
     ("latency", 1, 300, 0, 1, 1),
     ("http500", -1, None, errno.EIO, 3, 0),
     ("throttle", -1, 100, errno.EAGAIN, 3, 0),
+    ("throttle", 1, 5000, errno.EAGAIN, 1, 0),         # TimeLeft beyond the timeout
     ("truncated", -1, None, errno.EIO, 3, 1),
-    ("malformed", -1, None, errno.EIO, None, 0),
+    ("malformed", -1, None, errno.EIO, 1, 0),
     ("hang", -1, None, errno.ETIMEDOUT, 1, 0),
     ("invalid_status", 1, None, errno.EBUSY, 1, 0),
     ("forbidden", 1, None, errno.EACCES, 1, 0),
@@ -255,8 +278,19 @@ WRITES = [
 
 
 def write_id(case):
-    kind, count, _, err, _, _ = getattr(case, "values", case)
-    return f"{kind}x{'all' if count < 0 else count}-{errname(err)}"
+    kind, count, arg, err, _, _ = getattr(case, "values", case)
+    times = "all" if count < 0 else count
+    return f"{kind}{'' if arg is None else arg}x{times}-{errname(err)}"
+
+
+def daemon_attempts(emu, action, kind):
+    """The request log of action without libcurl's resends: when a reused connection dies
+    before any answer (drop, reset, drop_after_action), libcurl sends the same signed request
+    again by itself, and the API refuses its nonce."""
+    log = emu.requests(action)
+    resent = [e for e in log if e["code"] == "SignatureNonceUsed"]
+    assert not resent or kind in ("drop", "reset", "drop_after_action"), log
+    return [e for e in log if e not in resent]
 
 
 @pytest.mark.parametrize("kind,count,arg,err,calls,applied", WRITES,
@@ -269,8 +303,7 @@ def test_control_write_under_fault(rig, kind, count, arg, err, calls, applied):
     assert errname(got) == errname(err)
     assert took <= BLOCKED_BOUND
     log = rig.emu.requests(STOP)
-    if calls is not None:
-        assert len(log) == calls, [e["code"] for e in log]
+    assert len(daemon_attempts(rig.emu, STOP, kind)) == calls, [e["code"] for e in log]
     tokens = {e["client_token"] for e in log}
     assert len(tokens) == 1 and None not in tokens, "every attempt carries one ClientToken"
     assert rig.emu.applied(STOP) == applied
@@ -285,13 +318,12 @@ def test_control_write_under_fault(rig, kind, count, arg, err, calls, applied):
         assert line.split("request_id=")[1].strip() in applied_ids
 
 
-@NONCE_BUG
 def test_drop_after_action_is_retried_with_the_same_client_token(rig):
     m, pair = warm_pair(rig)
     stop = m.path(SH, pair, "stop")
     rig.emu.fault("drop_after_action", STOP, count=1)
     assert control_write(stop) == 0
-    first, second = rig.emu.requests(STOP)
+    first, second = daemon_attempts(rig.emu, STOP, "drop_after_action")
     assert first["code"] == "fault:drop_after_action"
     assert second["status"] == 200 and second.get("replay") is True
     assert first["client_token"] == second["client_token"]
@@ -313,7 +345,6 @@ def test_control_write_honours_throttling_time_left(rig):
     assert rig.emu.applied(STOP) == 1
 
 
-@REFRESH_BUG
 def test_accepted_write_returns_within_the_timeout_when_the_refresh_hangs(rig):
     """The action is accepted at once; the refresh of the pair that follows it must not hold
     the writer for several more timeouts (timeout=3: two regions would take 6 s)."""
@@ -321,7 +352,7 @@ def test_accepted_write_returns_within_the_timeout_when_the_refresh_hangs(rig):
     rig.emu.fault("hang", DESCRIBE, count=-1)
     got, took = timed_write(m.path(SH, pair, "stop"))
     assert got == 0 and rig.emu.applied(STOP) == 1
-    assert took <= bound(3 + MARGIN), f"the accepted write took {took:.1f} s"
+    assert took <= 3 + MARGIN, f"the accepted write took {took:.1f} s"   # as STALE_BOUND
 
 
 # ---- kill -9 and restart -------------------------------------------------------------------
@@ -341,6 +372,7 @@ def dead_mounts():
         clear_mounts(p)
 
 
+@AUTO_UNMOUNT_BUG
 def test_kill9_with_auto_unmount_leaves_no_mount(dead_mounts, emulator, mount_factory):
     m = mount_factory(emulator, "auto_unmount")
     dead_mounts.append(m.mountpoint)
@@ -375,7 +407,7 @@ def restart_on_dead_mount(emulator, mount_factory, m):
 
 @pytest.mark.parametrize("delay", [
     pytest.param(1.5, id="after-cache_ttl"),
-    pytest.param(0, id="at-once", marks=REMOUNT_BUG)])
+    pytest.param(0, id="at-once")])
 def test_kill9_then_remount_clears_the_dead_mount(dead_mounts, emulator, mount_factory, delay):
     m = mount_factory(emulator, "cache_ttl=1")
     dead_mounts.append(m.mountpoint)
@@ -397,6 +429,9 @@ SOAK_TARGETS = ["*", DESCRIBE, "DescribeDiskReplicaPairProgress"] + list(ACTIONS
 FAULT_ARGS = {"latency": lambda rng: rng.randint(100, 1500), "hang": lambda rng: 3,
               "throttle": lambda rng: rng.randint(100, 800)}
 RSS_BOUND_KIB = 8 * 1024
+# No cat of progress may take longer, PROGRESS_BUG included: up to 6 FUSE requests, each
+# waiting at most the stale wait (1 s) and one fetch (the timeout).
+PROGRESS_CAP = bound(6 * (1 + TIMEOUT) + MARGIN)
 # a write: the action, then the pair's refresh (2 regions x 2 views, one timeout each)
 WRITE_BOUND = bound(5 * TIMEOUT + MARGIN)
 # a refresh: cache_refresh_all waits up to 2 x timeout + 1 s for each region in turn
@@ -462,7 +497,7 @@ class Soak:
             except Exception as e:  # noqa: BLE001 - reported by the test
                 with self.lock:
                     self.errors.append(f"{target.__name__}: {e!r}")
-        return threading.Thread(target=run)
+        return threading.Thread(target=run, daemon=True)
 
     def run(self):
         half = len(self.pairs) // 2
@@ -483,31 +518,69 @@ def state_files(m, pairs):
 
 
 def check_write(write, audit, log_by_token):
-    """One control write against its audit line and the emulator's log of its ClientToken."""
+    """One control write against its audit line and the emulator's log of its ClientToken.
+    Returns the name of the known bug it hit, or None."""
     pair, action, err, line, _ = write
     assert (audit["pair"], audit["action"], audit["outcome"]) == (pair, action, errname(err))
     entries = log_by_token.get(audit["client_token"], [])
     assert entries and all(e["action"] == action and e["params"]["ReplicaPairId"] == pair
                            for e in entries), (write, entries)
+    codes = {e["code"] for e in entries if e["status"] >= 400}
     clean_ok = [e for e in entries if e["status"] == 200 and e["code"] is None]
     if err == 0:
         assert clean_ok, ("accepted without a 200 in the log", write, entries)
         assert re.match(r"^\S+Z ok request_id=\S+\n$", line), line
         assert line.split("request_id=")[1].strip() == clean_ok[0]["request_id"]
-    else:
-        assert " error " in line, line
-    if err == errno.EBUSY:
-        assert any(e["status"] == 403 and e["code"].startswith("OperationDenied")
-                   for e in entries), (write, entries)
-    if err == errno.EACCES:
-        assert any(e["status"] == 403 and e["code"].startswith("Forbidden")
-                   for e in entries), (write, entries)
+        return None
+    assert re.match(r"^\S+Z error \S+: .* request_id=\S+\n$", line), line
+    if err == errno.EACCES and "SignatureNonceUsed" in codes:
+        return "nonce_reused_after_dropped_connection"
     if err in (errno.EIO, errno.EAGAIN):
         assert not clean_ok, ("refused although the action was answered 200", write, entries)
+    expected = {errno.EBUSY: "OperationDenied", errno.EACCES: "Forbidden"}.get(err)
+    if expected:
+        assert any(c.startswith(expected) for c in codes), (write, entries)
+    return None
+
+
+def check_read(read):
+    """One cat of the soak; returns the name of the known bug it hit, or None."""
+    path, rc, _, took = read
+    assert rc == 0, read
+    if path.endswith("/progress") and took > BLOCKED_BOUND:
+        assert took <= PROGRESS_CAP, read
+        return "progress_blocked_behind_hang"
+    assert took <= BLOCKED_BOUND, read
+    return None
+
+
+def check_soak(soak, emulator, m, known):
+    """Every read, write and refresh of the soak; known bugs hit are counted in known."""
+    def hit(bug, n=1):
+        if bug:
+            known[bug] += n
+
+    for read in soak.reads:
+        hit(check_read(read))
+    log_by_token = {}
+    for e in emulator.requests():
+        log_by_token.setdefault(e["client_token"], []).append(e)
+    audits = audit_records(m.output())
+    for key in {(w[0], w[1]) for w in soak.writes}:
+        writes = [w for w in soak.writes if (w[0], w[1]) == key]
+        lines = [a for a in audits if (a["pair"], a["action"]) == key]
+        assert len(writes) == len(lines), key
+        for write, audit in zip(writes, lines):
+            hit(check_write(write, audit, log_by_token))
+    assert max(w[4] for w in soak.writes) <= WRITE_BOUND
+    assert max(r[1] for r in soak.refreshes) <= REFRESH_BOUND
 
 
 @pytest.mark.soak
 def test_soak(emulator, mount_factory):
+    """8 readers, 2 writers (each on its own half of the pairs), a refresher and random
+    faults. Known bugs (the xfail tests above) are tolerated only where their signature is
+    exact, and counted in the figures' known_bug_hits; anything else fails the soak."""
     seconds = float(os.environ.get("EBSFS_SOAK_SECONDS", "60"))
     m = mount_factory(emulator, f"timeout={TIMEOUT}", "cache_ttl=1", "max_rps=100")
     pairs = sorted(os.listdir(m.path(SH)))
@@ -520,7 +593,8 @@ def test_soak(emulator, mount_factory):
     rss_warm = rss_kib(m.proc.pid)
     emulator.reset()
 
-    soak = Soak(emulator, m, files, pairs, seconds, seed=int(time.time()))
+    seed = int(time.time())
+    soak = Soak(emulator, m, files, pairs, seconds, seed)
     soak.run()
     emulator.clear_faults()
     time.sleep(3)
@@ -528,35 +602,20 @@ def test_soak(emulator, mount_factory):
     assert alive(m)
     assert not soak.errors, soak.errors
 
-    failed_reads = [r for r in soak.reads if r[1] != 0]
-    max_read = max(r[3] for r in soak.reads)
-    outcomes = {}
-    for w in soak.writes:
-        outcomes[errname(w[2])] = outcomes.get(errname(w[2]), 0) + 1
-    figures = {"seconds": seconds, "faults_queued": soak.faults,
-               "faults_injected": faults_served(emulator), "reads": len(soak.reads),
-               "reads_failed": len(failed_reads), "max_read_latency_s": round(max_read, 3),
-               "reads_served_stale": int(m.stats()["reads_stale"]),
-               "writes": outcomes, "max_write_latency_s": round(max(w[4] for w in soak.writes), 3),
-               "refreshes": len(soak.refreshes),
-               "max_refresh_latency_s": round(max(r[1] for r in soak.refreshes), 3),
-               "rss_after_warmup_kib": rss_warm, "rss_end_kib": rss_end}
-    save_figures("soak", figures)
-
-    assert not failed_reads, failed_reads[:10]
-    assert max_read <= BLOCKED_BOUND
-    assert max(w[4] for w in soak.writes) <= WRITE_BOUND
-    assert max(r[1] for r in soak.refreshes) <= REFRESH_BOUND
+    known = Counter()
+    try:
+        check_soak(soak, emulator, m, known)
+    finally:                                   # the figures, whatever the outcome
+        save_figures("soak", {
+            "seconds": seconds, "seed": seed, "faults_queued": soak.faults,
+            "faults_injected": faults_served(emulator), "reads": len(soak.reads),
+            "max_read_latency_s": round(max(r[3] for r in soak.reads), 3),
+            "reads_served_stale": int(bounded_stats(m, bound(10))["reads_stale"]),
+            "writes": dict(Counter(errname(w[2]) for w in soak.writes)),
+            "max_write_latency_s": round(max(w[4] for w in soak.writes), 3),
+            "refreshes": dict(Counter(errname(r[0]) for r in soak.refreshes)),
+            "max_refresh_latency_s": round(max(r[1] for r in soak.refreshes), 3),
+            "known_bug_hits": dict(known),
+            "rss_after_warmup_kib": rss_warm, "rss_end_kib": rss_end})
     if not sanitized(ebsfs_binary()):
         assert rss_end <= rss_warm + RSS_BOUND_KIB, (rss_warm, rss_end)
-
-    log_by_token = {}
-    for e in emulator.requests():
-        log_by_token.setdefault(e["client_token"], []).append(e)
-    audits = audit_records(m.output())
-    for key in {(w[0], w[1]) for w in soak.writes}:
-        writes = [w for w in soak.writes if (w[0], w[1]) == key]
-        lines = [a for a in audits if (a["pair"], a["action"]) == key]
-        assert len(writes) == len(lines), key
-        for write, audit in zip(writes, lines):
-            check_write(write, audit, log_by_token)
