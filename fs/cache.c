@@ -48,6 +48,7 @@ struct pair_entry {
 	uint64_t refreshed_ms;	 /* monotonic ms of the last targeted refresh (after an action) */
 	int16_t progress;	 /* -1: never fetched */
 	bool progress_busy;
+	bool progress_gave_up;	  /* a reader stopped waiting for the fetch in flight */
 	uint32_t mtime[ATTR_MAX]; /* wall seconds when each state file's value last changed */
 	char id[];
 };
@@ -62,6 +63,7 @@ struct region {
 	bool complete;	     /* a complete sweep has succeeded: its absences are authoritative */
 	bool announce;	     /* the next sweep is an explicit refresh: invalidate what it changes */
 	uint64_t gave_up_on; /* a stale reader stopped waiting for the sweep that ends this count */
+	int progress_threads;	       /* background progress fetches running */
 	struct timespec listing_mtime; /* when a pair last appeared in or vanished from it */
 	uint32_t gen;
 	uint64_t sweeps_done; /* finished sweeps, whatever their outcome: waiters watch it */
@@ -720,7 +722,7 @@ void cache_quiesce(struct cache *c)
 	for (size_t i = 0; i < c->n_regions; i++) {
 		struct region *r = c->regions[i];
 		pthread_mutex_lock(&r->lock);
-		while (r->sweeping)
+		while (r->sweeping || r->progress_threads > 0)
 			pthread_cond_wait(&r->cond, &r->lock);
 		pthread_mutex_unlock(&r->lock);
 	}
@@ -959,53 +961,107 @@ static int dup_render(const struct attr_def *a, const struct ebs_pair *p, char *
 	return 0;
 }
 
-/* With r->lock held: a fresh enough progress value for e, fetching it when needed. */
-static int progress_locked(struct cache *c, struct region *r, struct pair_entry *e)
+/* With r->lock held (released during the call): one DescribeDiskReplicaPairProgress for e. The
+ * caller has set e->progress_busy. */
+static int progress_fetch_locked(struct cache *c, struct region *r, struct pair_entry *e)
 {
-	uint32_t now = (uint32_t)(mono_ms() / 1000);
-	struct timespec deadline;
-
-	if (e->progress >= 0 && now - e->progress_at < (uint32_t)c->ttl_s)
-		return 0;
-	/* The last fetch failed a moment ago: every request of one `cat` must not wait for
-	 * another. */
-	if (now < e->progress_retry)
-		return e->progress >= 0 ? 0 : -EIO;
-	if (e->progress_busy) {
-		cond_deadline(&deadline, (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
-		while (e->progress_busy)
-			if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
-				break;
-		return e->progress >= 0 ? 0 : -EIO;
-	}
-
 	char id[128];
 	struct ebs_error err = {0};
 	int pct = 0, rc;
 	int64_t recover_point = 0;
 
 	snprintf(id, sizeof(id), "%s", e->id);
-	e->progress_busy = true;
 	pthread_mutex_unlock(&r->lock);
 	rc = ebs_describe_progress(c->ebs, r->name, id, &pct, &recover_point, &err);
 	pthread_mutex_lock(&r->lock);
 	e->progress_busy = false;
 	pthread_cond_broadcast(&r->cond);
 	if (rc < 0) {
-		e->progress_retry = now + FAILED_RETRY_MS / 1000;
+		/* From the end of the failed fetch, which may have waited the whole timeout. */
+		e->progress_retry = (uint32_t)(mono_ms() / 1000) + FAILED_RETRY_MS / 1000;
 		log_warn("progress of %s in %s: %s: %s", id, r->name, err.code, err.message);
-		if (e->progress >= 0) {
-			stats_read_stale();
-			return 0;
-		}
 		return rc == -ENOENT ? -ENOENT : -EIO;
 	}
+	uint32_t now = (uint32_t)(mono_ms() / 1000);
 	int idx = attr_find("progress");
 	if (pct != e->progress && idx >= 0)
 		e->mtime[idx] = (uint32_t)time(NULL);
 	e->progress = (int16_t)pct;
 	e->progress_at = now ? now : 1;
 	return 0;
+}
+
+struct progress_job {
+	struct cache *cache;
+	struct region *region;
+	struct pair_entry *entry;
+};
+
+static void *progress_thread(void *arg)
+{
+	struct progress_job *job = arg;
+	struct region *r = job->region;
+
+	pthread_mutex_lock(&r->lock);
+	progress_fetch_locked(job->cache, r, job->entry);
+	r->progress_threads--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	free(job);
+	return NULL;
+}
+
+/* With r->lock held: starts a background fetch of e's progress. false if it could not. */
+static bool progress_kick_locked(struct cache *c, struct region *r, struct pair_entry *e)
+{
+	struct progress_job *job = malloc(sizeof(*job));
+	pthread_attr_t attr;
+	pthread_t t;
+	bool started;
+
+	if (!job)
+		return false;
+	*job = (struct progress_job){c, r, e};
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	started = pthread_create(&t, &attr, progress_thread, job) == 0;
+	pthread_attr_destroy(&attr);
+	if (!started) {
+		free(job);
+		return false;
+	}
+	e->progress_busy = true;
+	r->progress_threads++;
+	return true;
+}
+
+/* With r->lock held: a progress value for e. A first one is fetched and waited for (up to the
+ * timeout); a known one past cache_ttl is served at once while a background fetch renews it
+ * (progress is one call per pair: a slow API must not hold every read of it). */
+static int progress_locked(struct cache *c, struct region *r, struct pair_entry *e)
+{
+	uint32_t now = (uint32_t)(mono_ms() / 1000);
+	struct timespec deadline;
+
+	if (e->progress >= 0) {
+		if (now - e->progress_at >= (uint32_t)c->ttl_s && now >= e->progress_retry &&
+		    !e->progress_busy && progress_kick_locked(c, r, e))
+			stats_read_stale();
+		return 0;
+	}
+	/* The last fetch failed a moment ago: every request of one `cat` must not wait for
+	 * another. */
+	if (now < e->progress_retry)
+		return -EIO;
+	if (!e->progress_busy) {
+		e->progress_busy = true;
+		return progress_fetch_locked(c, r, e);
+	}
+	cond_deadline(&deadline, (uint64_t)c->timeout_ms + WAIT_MARGIN_MS);
+	while (e->progress_busy)
+		if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
+			break;
+	return e->progress >= 0 ? 0 : -EIO;
 }
 
 /* With r->lock held: seconds the value of attr of e stays fresh, for the kernel's timeout. */
@@ -1030,14 +1086,16 @@ int cache_read_state(struct cache *c, uint32_t slot, uint32_t attr, char **data,
 {
 	struct pair_entry *e;
 	struct region *r;
-	int rc;
+	int rc = 0;
 
 	if (attr >= attr_count)
 		return -ENOENT;
 	r = lock_entry(c, slot, &e);
 	if (!r)
 		return -ENOENT;
-	rc = region_ready_locked(c, r);
+	/* progress has its own freshness: it needs the pair, not a fresh region. */
+	if (attr_table[attr].kind != ATTR_PROGRESS || !r->complete)
+		rc = region_ready_locked(c, r);
 	if (rc == 0 && !e->rec)
 		rc = -ENOENT;
 	if (rc == 0 && attr_table[attr].kind == ATTR_PROGRESS) {

@@ -888,7 +888,13 @@ static enum http_verdict classify_answer(void *ctx, int attempt, const struct ht
 	}
 	/* libcurl resends a request unchanged when a reused connection turns out dead; the API
 	 * then refuses the nonce. A freshly signed attempt (same ClientToken) is the cure. */
-	if (strcmp(err->code, "SignatureNonceUsed") == 0 && !call->nonce_retried) {
+	if (strcmp(err->code, "SignatureNonceUsed") == 0) {
+		/* Every attempt has a fresh nonce: a refused one is libcurl's resend of an attempt
+		 * whose connection died, and that is what the caller is told if it persists. */
+		set_error(err, resp->status, "Transport.Failed",
+			  "the connection was lost; its resent request was refused as a replay");
+		if (call->nonce_retried)
+			return HTTP_RETRY;
 		call->nonce_retried = true;
 		return HTTP_RETRY_AT_ONCE;
 	}

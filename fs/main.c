@@ -1,5 +1,6 @@
 /* ebsfs: options, credentials, mount, the FUSE loop. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,23 @@ static int add_mount_options(struct fuse_args *args, const char *source)
 	return 0;
 }
 
+/* Whether -o auto_unmount was given: fusermount3 then unmounts after a crash only if opening
+ * the mount point fails, which it does not when the kernel skips OPENDIR. */
+static bool wants_auto_unmount(const struct fuse_args *args)
+{
+	for (int i = 1; i < args->argc; i++) {
+		const char *a = args->argv[i];
+		const char *opts = strncmp(a, "-o", 2) == 0 && a[2] ? a + 2
+				   : (strcmp(a, "-o") == 0 && i + 1 < args->argc)
+				       ? args->argv[i + 1]
+				       : NULL;
+		for (const char *p = opts; p && (p = strstr(p, "auto_unmount")); p++)
+			if ((p == opts || p[-1] == ',') && (p[12] == ',' || p[12] == '\0'))
+				return true;
+	}
+	return false;
+}
+
 static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *cmd,
 		 const struct ebsfs_opts *o, struct ebsfs *fs)
 {
@@ -178,6 +196,7 @@ static int start(struct fuse_args *args, const struct fuse_cmdline_opts *cmd,
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.ctl_gid = o->ctl_group ? o->ctl_gid : (gid_t)-1;
+	fs.need_opendir = wants_auto_unmount(args);
 	fs.endpoint = o->endpoint ? o->endpoint : "https://ebs.{region}.aliyuncs.com";
 	clock_gettime(CLOCK_REALTIME, &fs.started);
 	pthread_mutex_init(&fs.stats_lock, NULL);

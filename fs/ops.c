@@ -780,7 +780,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 	/* Warm reads cost no upcall: no OPEN/RELEASE, cached pages kept, and dropped when the
 	 * daemon announces a change or a getattr shows a new mtime. */
-	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) && !fs->need_opendir) {
 		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
 		fs->no_opendir = true;
 	}

@@ -19,10 +19,11 @@ struct ebsfs {
 	struct ebs_client *ebs;
 	struct notifier *notifier; /* started in init, after daemonizing */
 	struct fuse_session *se;
-	double ttl;	 /* kernel entry and attribute timeout: cache_ttl */
-	bool no_open;	 /* the kernel skips OPEN/RELEASE (negotiated in init) */
-	bool no_opendir; /* and OPENDIR/RELEASEDIR */
-	uid_t uid;	 /* owner of every node: the mounting user */
+	double ttl;	   /* kernel entry and attribute timeout: cache_ttl */
+	bool no_open;	   /* the kernel skips OPEN/RELEASE (negotiated in init) */
+	bool no_opendir;   /* and OPENDIR/RELEASEDIR */
+	bool need_opendir; /* auto_unmount: fusermount3 tells a dead daemon by a failing open */
+	uid_t uid;	   /* owner of every node: the mounting user */
 	gid_t gid;
 	gid_t ctl_gid; /* (gid_t)-1: control files are 0600 */
 	struct timespec started;
