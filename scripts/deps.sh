@@ -5,7 +5,7 @@
 set -eu
 
 build="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev
-libjansson-dev python3"
+libjansson-dev python3 jq"
 test="$build libcmocka-dev python3-pytest clang libclang-rt-14-dev valgrind openssl
 man-db groff-base jq clang-format procps"
 
