@@ -25,11 +25,6 @@ static void open_syslog(void)
 void log_init(bool to_stderr, int verbosity)
 {
 	atomic_store(&debug_level, verbosity);
-	log_set_stderr(to_stderr);
-}
-
-void log_set_stderr(bool to_stderr)
-{
 	if (!to_stderr)
 		open_syslog();
 	atomic_store(&use_stderr, to_stderr);

@@ -8,7 +8,6 @@
 
 /* verbosity 0 logs LOG_INFO and above; 1 (-d) adds LOG_DEBUG, which traces every API call. */
 void log_init(bool to_stderr, int verbosity);
-void log_set_stderr(bool to_stderr);
 bool log_debug_enabled(void);
 
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
