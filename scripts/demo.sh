@@ -3,38 +3,22 @@
 # and shows a disaster-recovery session through plain shell commands, then unmounts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-top=$PWD
 
 scripts/deps.sh build
 [ -f build/build.ninja ] || meson setup build -Dwerror=true >/dev/null
 meson compile -C build >/dev/null
 
-work=$(mktemp -d /tmp/ebsfs-demo-XXXXXX)
-mnt=$work/mnt
-mkdir -p "$mnt"
-emu_pid=""
-daemon_pid=""
-cleanup() {
-	mountpoint -q "$mnt" 2>/dev/null && fusermount3 -u "$mnt"
-	[ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
-	[ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-/usr/bin/python3 tests/emulator/ebs_emulator.py --port 0 --port-file "$work/port" \
-	--fixture tests/emulator/fixtures/demo.json --transition-delay 3 \
-	--log "$work/emulator.log" 2>"$work/emulator.err" &
-emu_pid=$!
-for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
-port=$(cat "$work/port")
+. scripts/session.sh
+session_start demo
+start_emulator --fixture tests/emulator/fixtures/demo.json --transition-delay 3 \
+	--log "$work/emulator.log"
 
 # The emulator's test key; a real mount takes credentials from the usual chain.
 export ALIBABA_CLOUD_ACCESS_KEY_ID=testid ALIBABA_CLOUD_ACCESS_KEY_SECRET=testsecret
 build/ebsfs "$mnt" -f -o "regions=cn-shanghai,cn-beijing,endpoint=http://127.0.0.1:$port" \
 	2>"$work/ebsfs.log" &
 daemon_pid=$!
-for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
+wait_mounted
 
 step() {
 	printf '\n\033[1m$ %s\033[0m\n' "$*"

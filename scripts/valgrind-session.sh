@@ -5,34 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${EBSFS_BUILD_DIR:-build}
-work=$(mktemp -d /tmp/ebsfs-valgrind-XXXXXX)
-mnt=$work/mnt
-mkdir -p "$mnt"
-emu_pid=""
-vg_pid=""
-cleanup() {
-	mountpoint -q "$mnt" 2>/dev/null && fusermount3 -u "$mnt"
-	[ -n "$vg_pid" ] && wait "$vg_pid" 2>/dev/null
-	[ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-/usr/bin/python3 tests/emulator/ebs_emulator.py --port 0 --port-file "$work/port" \
-	--fixture tests/emulator/fixtures/demo.json --pairs 40 --transition-delay 0.2 \
-	2>"$work/emulator.err" &
-emu_pid=$!
-for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
-port=$(cat "$work/port")
+. scripts/session.sh
+session_start valgrind
+start_emulator --fixture tests/emulator/fixtures/demo.json --pairs 40 --transition-delay 0.2
 
 ALIBABA_CLOUD_ACCESS_KEY_ID=testid ALIBABA_CLOUD_ACCESS_KEY_SECRET=testsecret \
 	valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
 	--errors-for-leak-kinds=definite --log-file="$work/valgrind.log" \
 	"$build/ebsfs" "$mnt" -f -o "regions=cn-shanghai,cn-beijing,endpoint=http://127.0.0.1:$port,cache_ttl=1" \
 	2>"$work/ebsfs.log" &
-vg_pid=$!
-for _ in $(seq 300); do mountpoint -q "$mnt" && break; sleep 0.1; done
-mountpoint -q "$mnt" || { echo "the mount did not come up"; cat "$work/ebsfs.log"; exit 1; }
+daemon_pid=$!
+wait_mounted || { cat "$work/ebsfs.log"; exit 1; }
 
 p=$mnt/cn-beijing/pair-cn-demo0000002
 find "$mnt" -type f | wc -l
@@ -46,8 +29,8 @@ sleep 1.5
 cat "$mnt/.ebsfs/stats" >/dev/null
 fusermount3 -u "$mnt"
 status=0
-wait "$vg_pid" || status=$?
-vg_pid=""
+wait "$daemon_pid" || status=$?
+daemon_pid=""
 if [ "$status" -ne 0 ] || [ -s "$work/valgrind.log" ]; then
 	echo "valgrind found problems (exit $status):"
 	cat "$work/valgrind.log"
