@@ -28,8 +28,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PYTHON = "/usr/bin/python3"
-EMULATOR = os.path.join(ROOT, "tests", "emulator", "ebs_emulator.py")
+sys.path.insert(0, os.path.join(ROOT, "tests", "emulator"))
+import client as emulator_client  # noqa: E402  (starts and stops the emulator by PID)
 REGIONS = ["cn-shanghai", "cn-beijing"]
 PAGE = 500  # MaxResults fs/ebs.c asks for
 AK, SECRET = "testid", "testsecret"
@@ -114,31 +114,18 @@ RES = Resources()
 
 class Emulator:
     def __init__(self, workdir, pairs, regions=REGIONS, delay=2.0):
-        self.dir = tempfile.mkdtemp(prefix="emu-", dir=workdir)
-        port_file = os.path.join(self.dir, "port")
-        self.out = open(os.path.join(self.dir, "stderr"), "w")
-        script = EMULATOR
-        cmd = [PYTHON, script, "--port", "0", "--port-file", port_file,
-               "--pairs", str(pairs), "--regions", ",".join(regions),
-               "--transition-delay", str(delay)]
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT)
+        self.process = emulator_client.Emulator(
+            "--pairs", pairs, "--regions", ",".join(regions), "--transition-delay", delay,
+            startup_timeout=120)
         RES.add("emulator", self)
-        wait_for(lambda: self.proc.poll() is not None or (
-            os.path.exists(port_file) and open(port_file).read().strip()),
-            120, "the emulator to listen")
-        if self.proc.poll() is not None:
-            raise RuntimeError("emulator exited: " + self.stderr())
+        self.process.start()
         self.start_s = time.monotonic() - t0
-        self.port = int(open(port_file).read().strip())
+        self.proc = self.process.proc
+        self.port = self.process.port
         self.url = "http://127.0.0.1:%d" % self.port
         self.pairs = pairs
         self.regions = list(regions)
-
-    def stderr(self):
-        self.out.flush()
-        with open(os.path.join(self.dir, "stderr")) as f:
-            return f.read()
 
     def admin(self, path, body=None, method=None):
         data = None if body is None else json.dumps(body).encode()
@@ -177,9 +164,7 @@ class Emulator:
         return sum(max(1, math.ceil(n / PAGE)) for n in self.view_sizes().values())
 
     def stop(self):
-        stop_pid(self.proc)
-        self.out.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.process.stop()
 
 
 class Mount:

@@ -19,6 +19,7 @@ parsed body (None when the body is not JSON; pass raw=True for the bytes instead
 import http.client
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -195,9 +196,11 @@ def admin(port, method, path, body=None, host="127.0.0.1", tls=False, timeout=10
 
 class Emulator:
     """Start ebs_emulator.py on a free loopback port (--port 0 --port-file) and stop it by
-    PID.  Use as a context manager or call start()/stop()."""
+    PID.  Use as a context manager or call start()/stop().  Its port file and stderr go to a
+    new directory under workdir (kept), or to a temporary one (removed by stop())."""
 
-    def __init__(self, *args, python=PYTHON, startup_timeout=20.0, tls=False, env=None):
+    def __init__(self, *args, python=PYTHON, startup_timeout=20.0, tls=False, env=None,
+                 workdir=None):
         self.args = [str(a) for a in args]
         self.python = python
         self.startup_timeout = startup_timeout
@@ -205,11 +208,13 @@ class Emulator:
         self.env = env
         self.proc = None
         self.port = None
+        self.workdir = workdir
         self._dir = None
         self.stderr_path = None
+        self._stderr_kept = None
 
     def start(self):
-        self._dir = tempfile.mkdtemp(prefix="ebs-emu-")
+        self._dir = tempfile.mkdtemp(prefix="ebs-emu-", dir=self.workdir)
         port_file = os.path.join(self._dir, "port")
         self.stderr_path = os.path.join(self._dir, "stderr")
         err = open(self.stderr_path, "wb")
@@ -235,6 +240,8 @@ class Emulator:
         raise RuntimeError("emulator did not start: %s" % out)
 
     def stderr(self):
+        if self._dir is None and self._stderr_kept is not None:
+            return self._stderr_kept
         try:
             with open(self.stderr_path, "r", errors="replace") as f:
                 return f.read()
@@ -245,6 +252,7 @@ class Emulator:
         """SIGTERM by PID, then SIGKILL by PID.  Returns the exit code."""
         p = self.proc
         if p is None:
+            self._remove_dir()
             return None
         if p.poll() is None:
             try:
@@ -256,7 +264,14 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(timeout)
+        self._remove_dir()
         return p.returncode
+
+    def _remove_dir(self):
+        if self._dir and self.workdir is None:
+            self._stderr_kept = self.stderr()   # still readable after stop()
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
     def __enter__(self):
         return self.start()

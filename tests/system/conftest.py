@@ -18,8 +18,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EMULATOR_DIR = os.path.join(ROOT, "tests", "emulator")
-EMULATOR = os.path.join(EMULATOR_DIR, "ebs_emulator.py")
-PYTHON = "/usr/bin/python3"
 ACCESS_KEY_ID = "testid"
 ACCESS_KEY_SECRET = "testsecret"
 REGIONS = ("cn-shanghai", "cn-beijing")
@@ -99,16 +97,11 @@ class Emulator:
     """One emulator process on 127.0.0.1 with its admin endpoint."""
 
     def __init__(self, workdir, args):
-        self.workdir = workdir = tempfile.mkdtemp(prefix="emulator-", dir=workdir)
-        port_file = os.path.join(workdir, "emulator.port")
-        self.log_path = os.path.join(workdir, "emulator.log")
-        self.stderr = open(os.path.join(workdir, "emulator.stderr"), "w")
-        cmd = [PYTHON, EMULATOR, "--port", "0", "--port-file", port_file,
-               "--log", self.log_path] + list(args)
-        self.proc = subprocess.Popen(cmd, stdout=self.stderr, stderr=subprocess.STDOUT)
-        wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
-                 timeout=30, what="the emulator to listen")
-        self.port = int(open(port_file).read().strip())
+        self.log_path = os.path.join(workdir, f"emulator-{len(os.listdir(workdir))}.log")
+        self.process = emulator_client.Emulator("--log", self.log_path, *args,
+                                                startup_timeout=30, workdir=workdir).start()
+        self.proc = self.process.proc
+        self.port = self.process.port
         self.url = f"http://127.0.0.1:{self.port}"
 
     def admin(self, path, body=None, method=None):
@@ -196,8 +189,7 @@ class Emulator:
                 return records
 
     def stop(self):
-        stop_process(self.proc)
-        self.stderr.close()
+        self.process.stop()
 
 
 @pytest.fixture
